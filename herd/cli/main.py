@@ -1,0 +1,43 @@
+"""`herd <command> ...`: parse arguments, load config, call one function.
+
+Each command lives in its own module under herd/cli/ and exposes `register(subparsers)`, which adds a
+parser whose `func(args) -> int` does the work. Modules import heavy packages inside `func`, so
+`herd --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("model", "generate", "chat", "convert", "tokenizer", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="herd", description="The Llama 3 recipe end to end.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"herd.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"herd.cli.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        # Bad input is reported as one line; tracebacks are for bugs.
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"herd {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""A static KV cache for batched generation with left-padded prompts."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from herd.model.config import ModelConfig
+
+
+class KVCache:
+    """Preallocated K/V for every layer: (B, n_kv_heads, max_len, head_dim).
+
+    All rows advance together (`pos` slots filled). Prompts of different lengths are left-padded;
+    `pad[b]` is row b's pad count, so row b's token in slot j has RoPE position j - pad[b] and pad
+    slots are never attended. A row therefore computes exactly what it would compute alone.
+    """
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        batch: int,
+        max_len: int,
+        pad: Tensor | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        shape = (batch, cfg.n_kv_heads, max_len, cfg.head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(cfg.n_layers)]
+        self.max_len = max_len
+        self.pos = 0
+        self.pad = torch.zeros(batch, dtype=torch.long, device=device) if pad is None else pad.to(device)
+        self._new = 0
+
+    def begin(self, n_new: int) -> tuple[Tensor, Tensor]:
+        """Reserve slots for the next `n_new` tokens; return their positions (B, T) and mask (B, 1, T, S)."""
+        if self.pos + n_new > self.max_len:
+            raise ValueError(f"KV cache full: {self.pos} + {n_new} tokens > max_len {self.max_len}")
+        self._new = n_new
+        device = self.pad.device
+        slots = torch.arange(self.pos, self.pos + n_new, device=device)  # (T,)
+        keys = torch.arange(self.pos + n_new, device=device)  # (S,)
+        positions = (slots[None, :] - self.pad[:, None]).clamp(min=0)  # (B, T)
+        visible = (keys[None, None, :] <= slots[None, :, None]) & (
+            keys[None, None, :] >= self.pad[:, None, None]
+        )
+        # A pad query sees only itself, so its softmax row is never empty (its output is discarded).
+        visible |= keys[None, None, :] == slots[None, :, None]
+        return positions, visible[:, None]  # (B, T), (B, 1, T, S)
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        end = self.pos + self._new
+        self.k[layer][:, :, self.pos : end] = k
+        self.v[layer][:, :, self.pos : end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+    def advance(self) -> None:
+        self.pos += self._new
+        self._new = 0

@@ -1,0 +1,77 @@
+"""Batched autoregressive generation with a static KV cache: greedy, temperature, top-p, stop tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from herd.model.cache import KVCache
+from herd.model.transformer import Transformer
+
+
+def sample_next(logits: Tensor, temperature: float, top_p: float, generator: torch.Generator | None) -> Tensor:
+    """Next token per row from logits (B, V): argmax at temperature 0, else nucleus sampling."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        # Keep the smallest prefix whose mass reaches top_p (the first token is always kept).
+        outside = sorted_p.cumsum(dim=-1) - sorted_p > top_p
+        sorted_p = sorted_p.masked_fill(outside, 0.0)
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@torch.inference_mode()
+def generate(
+    model: Transformer,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int = 64,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    stop_ids: Sequence[int] = (),
+    seed: int | None = None,
+    on_token: Callable[[int, int], None] | None = None,
+) -> list[list[int]]:
+    """Continue each prompt; return the new tokens per prompt, cut before the first stop token.
+
+    Prompts of different lengths are left-padded into one batch and prefilled in one forward pass;
+    each row then sees exactly the positions and keys it would see alone. `on_token(row, token)` is
+    called for every kept token as it is produced (streaming).
+    """
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("generate: every prompt needs at least one token")
+    device = model.tok_embeddings.weight.device
+    lengths = torch.tensor([len(p) for p in prompts], device=device)
+    longest = int(lengths.max())
+    tokens = torch.zeros(len(prompts), longest, dtype=torch.long, device=device)
+    for i, p in enumerate(prompts):
+        tokens[i, longest - len(p) :] = torch.as_tensor(p, dtype=torch.long)
+    limit = min(max_new_tokens, model.cfg.max_seq_len - longest)
+    cache = KVCache(
+        model.cfg,
+        len(prompts),
+        longest + limit,
+        pad=longest - lengths,
+        dtype=model.tok_embeddings.weight.dtype,
+        device=device,
+    )
+    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    stops = torch.tensor(list(stop_ids) or [-1], device=device)
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    out: list[list[int]] = [[] for _ in prompts]
+    logits = model(tokens, cache=cache)[:, -1]  # prefill: (B, V)
+    for _ in range(limit):
+        nxt = sample_next(logits, temperature, top_p, generator)  # (B,)
+        done |= torch.isin(nxt, stops)
+        for row in (~done).nonzero().flatten().tolist():
+            out[row].append(int(nxt[row]))
+            if on_token is not None:
+                on_token(row, int(nxt[row]))
+        if bool(done.all()) or cache.pos >= cache.max_len:
+            break
+        logits = model(nxt[:, None], cache=cache)[:, -1]
+    return out
