@@ -11,7 +11,18 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("model", "generate", "chat", "convert", "tokenizer", "demo")
+COMMANDS = (
+    "model",
+    "generate",
+    "chat",
+    "convert",
+    "tokenizer",
+    "tokenize",
+    "pretrain",
+    "average",
+    "curate",
+    "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,110 @@
+"""Training checkpoints with torch.distributed.checkpoint (DCP): atomic, verified, keep-last-N.
+
+A checkpoint is a folder `step-00000100/` holding DCP files for the model and optimizer, the trainer's
+own state (step, tokens, loader, guard, RNG) as `train_state.json`, and `CHECKSUMS.json` (size and
+sha256 of every file). It is written under a temp name and renamed last, so a half-written checkpoint
+never looks like one; on load a checkpoint whose files do not match their checksums is skipped, logged,
+and the previous one is used.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+from herd.core.io import atomic_write_text, sha256_file
+from herd.core.logging import get_logger
+
+log = get_logger(__name__)
+# One process without a process group is a supported DCP mode (it reloads bit-identically on N ranks).
+warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
+CHECKSUMS = "CHECKSUMS.json"
+TRAIN_STATE = "train_state.json"
+
+
+class Checkpointer:
+    def __init__(self, folder: str | Path, keep: int = 3, verify: bool = True) -> None:
+        self.folder, self.keep, self.verify = Path(folder), keep, verify
+
+    def save(self, step: int, model: torch.nn.Module, optim: torch.optim.Optimizer, train_state: dict) -> Path:
+        final = self.folder / f"step-{step:08d}"
+        tmp = self.folder / f".step-{step:08d}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        state = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, optim)}
+        dcp.save(state, checkpoint_id=str(tmp))
+        atomic_write_text(tmp / TRAIN_STATE, json.dumps(train_state))
+        sums = {f.name: {"size": f.stat().st_size, "sha256": sha256_file(f)} for f in sorted(tmp.iterdir())}
+        atomic_write_text(tmp / CHECKSUMS, json.dumps(sums, indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        self._prune()
+        return final
+
+    def _prune(self) -> None:
+        for old in self.list()[: -self.keep] if self.keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def list(self) -> list[Path]:
+        """Finished checkpoints, oldest first (temp folders of interrupted saves are ignored)."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(p for p in self.folder.iterdir() if p.is_dir() and p.name.startswith("step-"))
+
+    def problem(self, ckpt: Path) -> str | None:
+        """Why `ckpt` cannot be trusted, or None."""
+        sums_file = ckpt / CHECKSUMS
+        if not sums_file.is_file():
+            return "no CHECKSUMS.json"
+        try:
+            sums = json.loads(sums_file.read_text())
+        except json.JSONDecodeError:
+            return "CHECKSUMS.json is corrupt"
+        for name, want in sums.items():
+            f = ckpt / name
+            if not f.is_file():
+                return f"{name} is missing"
+            if f.stat().st_size != want["size"]:
+                return f"{name} has {f.stat().st_size} bytes, expected {want['size']}"
+            if self.verify and sha256_file(f) != want["sha256"]:
+                return f"{name} does not match its sha256"
+        return None
+
+    def load_latest(self, model: torch.nn.Module, optim: torch.optim.Optimizer) -> dict | None:
+        """Restore the newest trustworthy checkpoint into model and optim; return its train state."""
+        for ckpt in reversed(self.list()):
+            why = self.problem(ckpt)
+            if why:
+                log.warning("checkpoint %s is unusable (%s); trying the previous one", ckpt, why)
+                continue
+            return self.load(ckpt, model, optim)
+        return None
+
+    def load(self, ckpt: Path, model: torch.nn.Module, optim: torch.optim.Optimizer | None) -> dict:
+        state = {"model": get_model_state_dict(model)}
+        if optim is not None:
+            state["optim"] = get_optimizer_state_dict(model, optim)
+        dcp.load(state, checkpoint_id=str(ckpt))
+        set_model_state_dict(model, state["model"])
+        if optim is not None:
+            set_optimizer_state_dict(model, optim, state["optim"])
+        log.info("resumed from %s", ckpt)
+        return json.loads((ckpt / TRAIN_STATE).read_text())
+
+
+def load_model_weights(ckpt: str | Path, model: torch.nn.Module) -> None:
+    """Just the model weights of a DCP checkpoint (for averaging and export)."""
+    state = {"model": get_model_state_dict(model)}
+    dcp.load(state, checkpoint_id=str(ckpt))
+    set_model_state_dict(model, state["model"])

@@ -1,0 +1,143 @@
+"""The pretraining config tree: `herd pretrain configs/pretrain/debug.toml optim.lr=1e-3 ...`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from herd.data.loader import MixSchedule, MixStage
+from herd.train.schedules import LRSchedule, Ramp, RampStage
+
+
+@dataclass
+class ModelSection:
+    preset: str = "debug"
+    vocab_size: int = 0  # 0: the token shards' vocabulary
+    dim: int = 0  # 0 keeps the preset's value (same for the fields below)
+    n_layers: int = 0
+    n_heads: int = 0
+    n_kv_heads: int = 0
+    ffn_dim: int = 0
+    max_seq_len: int = 0
+    attn_impl: Literal["auto", "sdpa", "flex"] = "auto"
+
+
+@dataclass
+class MixStageSection:
+    after_tokens: int = 0
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class DataSection:
+    shards: str = "runs/tokens"  # a `herd tokenize` output folder: <source>/{train,val}/*.bin
+    mix: dict[str, float] = field(default_factory=dict)  # empty: every source weighted by its tokens
+    mix_stages: list[MixStageSection] = field(default_factory=list)  # later changes [P §3.4.1]
+    seed: int = 0
+
+
+@dataclass
+class OptimSection:
+    lr: float = 3e-4  # peak LR (8B: 3e-4, 70B: 1.5e-4, 405B: 8e-5 [P Table 3])
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    # torch's AdamW decays by lr_t × weight_decay per step, so 0.1 here is the scaling runs'
+    # "weight decay 0.1 × the current learning rate" [P §3.2.1].
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+
+
+@dataclass
+class ScheduleSection:
+    warmup_steps: int = 2000
+    total_steps: int = 100_000  # cosine horizon
+    min_lr: float = 0.0  # the floor (405B: 8e-7)
+    max_steps: int = 0  # stop the main phase after this many steps (0: run to `tokens`)
+    tokens: int = 0  # stop the main phase after this many tokens (0: run to `max_steps`)
+
+
+@dataclass
+class RampStageSection:
+    after_tokens: int = 0
+    batch_tokens: int = 4096
+    seq_len: int = 512
+
+
+@dataclass
+class RampSection:
+    stages: list[RampStageSection] = field(default_factory=lambda: [RampStageSection()])
+    micro_batch_size: int = 8  # sequences per forward; the rest is gradient accumulation
+
+
+@dataclass
+class GuardSection:
+    """Loss-spike/NaN guard: skip an update whose loss is non-finite or above spike_factor × its EMA."""
+
+    spike_factor: float = 3.0
+    ema: float = 0.98
+    warmup_steps: int = 20  # no spike test until the EMA has settled
+    max_skips: int = 5  # consecutive skips before rolling back to the last checkpoint
+
+
+@dataclass
+class CheckpointSection:
+    every: int = 100
+    keep: int = 3
+    verify: bool = True  # hash checkpoint files on load and fall back to the previous on mismatch
+
+
+@dataclass
+class EvalSection:
+    every: int = 50
+    batches: int = 4
+    batch_size: int = 8
+    seq_len: int = 0  # 0: the first ramp stage's
+
+
+@dataclass
+class AnnealSection:
+    """Annealing: LR linear to 0 over `tokens` with high-quality sources up-sampled, then a Polyak
+    average of the checkpoints taken during it is the base model [P §3.4.3]."""
+
+    tokens: int = 0  # 0: no annealing
+    mix: dict[str, float] = field(default_factory=dict)  # empty: keep the main mix
+    checkpoints: int = 4  # evenly spaced over the annealing phase, averaged at the end
+
+
+@dataclass
+class RuntimeSection:
+    device: str = "auto"
+    dtype: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast; weights, grads and AdamW stay fp32
+    compile: bool = False
+    activation_checkpointing: bool = False
+    peak_flops: float = 0.0  # for MFU; 0 measures a matmul peak on this device at start
+    tensorboard: bool = True
+    log_every: int = 1
+
+
+@dataclass
+class PretrainConfig:
+    run_dir: str = "runs/pretrain"
+    seed: int = 0
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    ramp: RampSection = field(default_factory=RampSection)
+    guard: GuardSection = field(default_factory=GuardSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    anneal: AnnealSection = field(default_factory=AnnealSection)
+    runtime: RuntimeSection = field(default_factory=RuntimeSection)
+
+    def lr_schedule(self) -> LRSchedule:
+        s = self.schedule
+        return LRSchedule(peak=self.optim.lr, warmup_steps=s.warmup_steps, total_steps=s.total_steps, floor=s.min_lr)
+
+    def ramp_schedule(self) -> Ramp:
+        return Ramp(tuple(RampStage(s.after_tokens, s.batch_tokens, s.seq_len) for s in self.ramp.stages))
+
+    def mix_schedule(self, default: dict[str, float]) -> MixSchedule:
+        stages = [MixStage(0, self.data.mix or default)]
+        stages += [MixStage(s.after_tokens, s.weights) for s in self.data.mix_stages]
+        return MixSchedule(tuple(stages))

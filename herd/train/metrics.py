@@ -1,0 +1,104 @@
+"""Training metrics: one JSON line per step, TensorBoard scalars, PNG curves, MFU and memory."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from herd.core.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class MetricsLogger:
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / "metrics.jsonl"
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+            except ImportError:
+                log.info("tensorboard is not installed; metrics go to metrics.jsonl only")
+
+    def log(self, record: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if isinstance(v, int | float) and k != "step":
+                    self.tb.add_scalar(k, v, record["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """Records of a run, the last one per (kind, step) kept (a resumed run rewrites the steps it redid)."""
+    latest: dict[tuple, dict] = {}
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            latest[(r.get("kind", "train"), r["step"])] = r
+    return sorted(latest.values(), key=lambda r: (r["step"], r.get("kind", "train")))
+
+
+def memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak_kib * (1 if sys.platform == "darwin" else 1024)
+
+
+def measure_peak_flops(device: torch.device, dtype: torch.dtype, n: int = 1024, seconds: float = 0.5) -> float:
+    """Achievable matmul FLOP/s on this device and dtype (the denominator of MFU on machines with no
+    published peak, such as these CPUs)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b  # warm up kernels and caches
+    iters, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        iters += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return 2 * n**3 * iters / (time.perf_counter() - start)
+
+
+def plot_run(run_dir: str | Path, boundaries: dict[str, int] | None = None) -> Path:
+    """loss.png: train and held-out loss, and the LR, against tokens, with stage boundaries marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    records = read_metrics(run_dir / "metrics.jsonl")
+    train = [r for r in records if r.get("kind", "train") == "train"]
+    val = [r for r in records if r.get("kind") == "val"]
+    fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=(3, 1))
+    ax.plot([r["tokens"] for r in train], [r["loss"] for r in train], lw=0.8, label="train")
+    if val:
+        ax.plot([r["tokens"] for r in val], [r["loss"] for r in val], "o-", label="held-out")
+    ax_lr.plot([r["tokens"] for r in train], [r["lr"] for r in train], color="tab:green")
+    for name, tokens in (boundaries or {}).items():
+        for a in (ax, ax_lr):
+            a.axvline(tokens, color="gray", ls="--", lw=0.8)
+        ax.annotate(name, (tokens, ax.get_ylim()[1]), fontsize=8, ha="left", va="top")
+    ax.set_ylabel("loss (nats/token)")
+    ax.legend()
+    ax_lr.set_ylabel("LR")
+    ax_lr.set_xlabel("tokens")
+    fig.tight_layout()
+    out = run_dir / "loss.png"
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

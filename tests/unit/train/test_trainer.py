@@ -1,0 +1,125 @@
+"""The pretraining loop: exact resume after kill -9, checkpoint fallback, spike guard, learning."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+
+from herd.core.config import load_config
+from herd.train.config import PretrainConfig
+from herd.train.loop import Trainer
+from herd.train.metrics import read_metrics
+
+FAST = [
+    "runtime.peak_flops=1e12", "runtime.tensorboard=false", "schedule.warmup_steps=3", "schedule.total_steps=40",
+    "ramp.micro_batch_size=4", "ramp.stages=[{after_tokens=0, batch_tokens=1024, seq_len=128}]",
+    "eval.batches=1", "eval.batch_size=4", "optim.lr=3e-3",
+]  # fmt: skip
+
+
+def config(token_dir, run_dir, *extra: str) -> PretrainConfig:
+    return load_config(PretrainConfig, None, [f"data.shards={token_dir}", f"run_dir={run_dir}", *FAST, *extra])
+
+
+def launch(token_dir, run_dir, *extra: str) -> subprocess.Popen:
+    args = [f"data.shards={token_dir}", f"run_dir={run_dir}", *FAST, *extra]
+    cmd = [sys.executable, "-m", "herd.cli", "pretrain", "/dev/null", *args]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def losses(run_dir) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_metrics(run_dir / "metrics.jsonl") if r.get("kind") == "train"}
+
+
+def test_kill_9_and_resume_gives_identical_losses(token_dir, tmp_path) -> None:
+    steps = ["schedule.max_steps=16", "checkpoint.every=4", "eval.every=0"]
+    straight = launch(token_dir, tmp_path / "a", *steps)
+    assert straight.wait(timeout=300) == 0, straight.stderr.read()
+    killed = launch(token_dir, tmp_path / "b", *steps)
+    deadline = time.time() + 300
+    while not (tmp_path / "b" / "checkpoints" / "step-00000008").exists():
+        assert killed.poll() is None and time.time() < deadline, "run ended before its step-8 checkpoint"
+        time.sleep(0.05)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert not (tmp_path / "b" / "summary.json").exists()
+    resumed = launch(token_dir, tmp_path / "b", *steps)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
+    assert sorted(a) == list(range(1, 17)) and a == b  # bitwise: JSON floats round-trip exactly
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["resumed"] is True
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(token_dir, tmp_path, caplog) -> None:
+    t = Trainer(config(token_dir, tmp_path))
+    for _ in range(2):
+        t.train_step()
+        t.save()
+    weights = {k: v.clone() for k, v in t.model.state_dict().items()}
+    t.train_step()
+    t.save()
+    latest = t.ckpt.list()[-1]
+    blob = next(p for p in latest.iterdir() if p.suffix == ".distcp")
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte
+    blob.write_bytes(bytes(data))
+    fresh = Trainer(config(token_dir, tmp_path))
+    assert fresh.resume() and fresh.state.step == 2
+    assert all(torch.equal(weights[k], v) for k, v in fresh.model.state_dict().items())
+    assert "step-00000003 is unusable" in caplog.text and "sha256" in caplog.text
+
+
+def test_half_written_checkpoint_is_ignored(token_dir, tmp_path) -> None:
+    t = Trainer(config(token_dir, tmp_path))
+    t.train_step()
+    t.save()
+    (t.ckpt.folder / ".step-00000002.tmp").mkdir()  # a save killed before its rename
+    assert [p.name for p in t.ckpt.list()] == ["step-00000001"]
+
+
+def test_spikes_are_skipped_then_rolled_back(token_dir, tmp_path) -> None:
+    t = Trainer(config(token_dir, tmp_path, "guard.max_skips=3", "guard.warmup_steps=2"))
+    for _ in range(3):
+        t.train_step()
+    t.save()
+    saved = {k: v.clone() for k, v in t.model.state_dict().items()}
+    assert t._guard(float("nan")) == "nonfinite_loss"
+    assert t._guard(t.state.loss_ema * 10) == "loss_spike" and t._guard(t.state.loss_ema) is None
+    t.train_step()  # one more good step: the weights move past the checkpoint
+    t.state.loss_ema = 1e-3  # every real loss now looks like a spike
+    before = t.loader.state_dict()["draws"]
+    for _ in range(3):
+        assert t.train_step()["skipped"] == "loss_spike"
+    assert t.state.rollbacks == 1 and t.state.step == 3 and t.state.skipped == 3
+    assert all(torch.equal(saved[k], v) for k, v in t.model.state_dict().items())
+    assert t.loader.state_dict()["draws"] > before  # the loader moved past the bad data
+
+
+def test_learns_below_unigram_entropy_and_exports(token_dir, tmp_path) -> None:
+    summary = Trainer(
+        config(
+            token_dir,
+            tmp_path,
+            "schedule.max_steps=100",
+            "schedule.total_steps=100",
+            "optim.lr=1e-2",
+            "ramp.stages=[{after_tokens=0, batch_tokens=2048, seq_len=128}]",
+            "eval.every=50",
+            "anneal.tokens=4096",
+            "anneal.checkpoints=2",
+        )
+    ).fit()
+    print(f"held-out {summary['held_out_loss_last']:.3f} vs unigram entropy {summary['unigram_entropy']:.3f}")
+    assert summary["held_out_loss_last"] < summary["unigram_entropy"] - 0.3
+    assert summary["averaged_snapshots"] == [101, 102] and summary["held_out_loss_averaged"] is not None
+    from herd.model import load_model
+
+    for export in ("final", "base"):
+        model = load_model(tmp_path / export)
+        assert (tmp_path / export / "tokenizer.model").is_file() and model.cfg.vocab_size == 1024
+    assert (tmp_path / "loss.png").stat().st_size > 10_000
+    assert (tmp_path / "config.resolved.toml").is_file()
