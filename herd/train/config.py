@@ -95,6 +95,22 @@ class EvalSection:
 
 
 @dataclass
+class LongContextStage:
+    """One long-context stage [P §3.4.2]: train at `seq_len` for at least `tokens`; the stage ends once
+    short-context held-out loss is back within `loss_tolerance` of its value before the stage and (if
+    `needle`) a needle-in-a-haystack probe passes at this length, or at `max_tokens` regardless (logged)."""
+
+    seq_len: int = 8192
+    tokens: int = 0
+    max_tokens: int = 0  # 0: twice `tokens`
+    batch_tokens: int = 0  # 0: the last ramp stage's batch, rounded to whole sequences
+    rope_theta: float = 0.0  # 0: keep
+    rope_scaling_factor: float = 0.0  # 0: keep; else Llama 3.1 scaling with this factor
+    loss_tolerance: float = 0.02
+    needle: bool = True
+
+
+@dataclass
 class AnnealSection:
     """Annealing: LR linear to 0 over `tokens` with high-quality sources up-sampled, then a Polyak
     average of the checkpoints taken during it is the base model [P §3.4.3]."""
@@ -127,6 +143,7 @@ class PretrainConfig:
     guard: GuardSection = field(default_factory=GuardSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    long_context: list[LongContextStage] = field(default_factory=list)
     anneal: AnnealSection = field(default_factory=AnnealSection)
     runtime: RuntimeSection = field(default_factory=RuntimeSection)
 

@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,14 +25,18 @@ from herd.core.runtime import autocast, pick_device, pick_dtype, seed_everything
 from herd.data.loader import IGNORE_INDEX, Batch, MixSchedule, TokenLoader, split_sources
 from herd.data.shards import TokenShard
 from herd.model import Transformer, get_preset
-from herd.model.config import ModelConfig, flops_per_token
+from herd.model.config import ModelConfig, RopeScaling, flops_per_token
 from herd.model.convert import save_hf
 from herd.parallel.activation_checkpoint import apply_activation_checkpointing
 from herd.train.averaging import average_state_dicts
 from herd.train.checkpoint import Checkpointer
 from herd.train.config import PretrainConfig
 from herd.train.metrics import MetricsLogger, measure_peak_flops, memory_bytes, plot_run
-from herd.train.schedules import anneal_lr
+from herd.train.schedules import RampStage, anneal_lr
+
+if TYPE_CHECKING:
+    from herd.eval.needle import NeedleResult
+    from herd.tokenizer import TokenizerLike
 
 log = get_logger(__name__)
 
@@ -42,7 +47,11 @@ class TrainState:
 
     step: int = 0
     tokens: int = 0
-    phase: str = "main"  # main → anneal → done
+    phase: str = "main"  # main → long (one per long-context stage) → anneal → done
+    long_stage: int = -1
+    long_start_tokens: int = 0
+    long_baseline: float = 0.0
+    long_results: list[dict] = field(default_factory=list)
     anneal_start_tokens: int = 0
     anneal_start_lr: float = 0.0
     anneal_snapshots: list[int] = field(default_factory=list)
@@ -153,8 +162,17 @@ class Trainer:
             return anneal_lr(s.anneal_start_lr, s.tokens - s.anneal_start_tokens, self.cfg.anneal.tokens)
         return self.lr_schedule(s.step)
 
-    def train_step(self) -> dict:
+    def batch_shape(self) -> RampStage:
+        """(batch tokens, sequence length) now: the ramp, or the current long-context stage's."""
         stage = self.ramp.at(self.state.tokens)
+        if self.state.phase == "long":
+            lc = self.cfg.long_context[self.state.long_stage]
+            batch = lc.batch_tokens or max(1, round(stage.batch_tokens / lc.seq_len)) * lc.seq_len
+            return RampStage(self.state.long_start_tokens, batch, lc.seq_len)
+        return stage
+
+    def train_step(self) -> dict:
+        stage, phase = self.batch_shape(), self.state.phase
         n_seqs = stage.batch_tokens // stage.seq_len
         mbs = self.cfg.ramp.micro_batch_size
         batches = [self.loader.next_batch(min(mbs, n_seqs - i), stage.seq_len) for i in range(0, n_seqs, mbs)]
@@ -179,7 +197,7 @@ class Trainer:
             self._skip(reason, loss)
         self.optim.zero_grad(set_to_none=True)
         return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "seq_len": stage.seq_len,
-                "batch_tokens": stage.batch_tokens, "skipped": reason}  # fmt: skip
+                "batch_tokens": stage.batch_tokens, "skipped": reason, "phase": phase}  # fmt: skip
 
     def _guard(self, loss: float) -> str | None:
         if not math.isfinite(loss):
@@ -232,7 +250,9 @@ class Trainer:
         if train_state is None:
             return False
         self.state = TrainState(**train_state["state"])
-        if self.state.phase == "anneal":
+        if self.state.long_stage >= 0:
+            self._apply_long_rope(self.state.long_stage)
+        if self.state.phase in ("anneal", "done") and self.cfg.anneal.tokens:
             self.loader.mix = self._anneal_mix()
         self.loader.load_state_dict(train_state["loader"])
         torch.set_rng_state(torch.tensor(train_state["rng"]["torch"], dtype=torch.uint8))
@@ -254,20 +274,80 @@ class Trainer:
     def _advance_phase(self) -> None:
         s = self.state
         if s.phase == "main" and self._main_done():
-            if self.cfg.anneal.tokens > 0:
-                s.phase, s.anneal_start_tokens, s.anneal_start_lr = "anneal", s.tokens, self.lr_schedule(s.step)
-                self.loader.mix = self._anneal_mix()
-                log.info("annealing from step %d: LR %.3g → 0 over %d tokens", s.step, s.anneal_start_lr,
-                         self.cfg.anneal.tokens)  # fmt: skip
-            else:
-                s.phase = "done"
+            self._begin_after(0)
+        elif s.phase == "long" and self._long_stage_done():
+            self._begin_after(s.long_stage + 1)
         elif s.phase == "anneal" and s.tokens - s.anneal_start_tokens >= self.cfg.anneal.tokens:
             s.phase = "done"
+
+    def _begin_after(self, next_long: int) -> None:
+        """Main pretraining → long-context stages → annealing → done [P §3.4]."""
+        s = self.state
+        if next_long < len(self.cfg.long_context):
+            s.phase, s.long_stage, s.long_start_tokens = "long", next_long, s.tokens
+            s.long_baseline = self.held_out_loss() or 0.0
+            self._apply_long_rope(next_long)
+            log.info("long-context stage %d: seq %d from step %d", next_long, self.cfg.long_context[next_long].seq_len,
+                     s.step)  # fmt: skip
+        elif self.cfg.anneal.tokens > 0:
+            s.phase, s.anneal_start_tokens, s.anneal_start_lr = "anneal", s.tokens, self.lr_schedule(s.step)
+            self.loader.mix = self._anneal_mix()
+            log.info("annealing from step %d: LR %.3g → 0 over %d tokens", s.step, s.anneal_start_lr,
+                     self.cfg.anneal.tokens)  # fmt: skip
+        else:
+            s.phase = "done"
+
+    def _apply_long_rope(self, upto: int) -> None:
+        """RoPE θ and 3.1 scaling as configured by long-context stages 0..upto (later stages win)."""
+        cfg = self.model.cfg
+        for lc in self.cfg.long_context[: upto + 1]:
+            scaling = cfg.rope_scaling
+            if lc.rope_scaling_factor:
+                scaling = RopeScaling(factor=lc.rope_scaling_factor, original_max_seq_len=self.ramp.stages[-1].seq_len)
+            cfg = dataclasses.replace(
+                cfg, rope_theta=lc.rope_theta or cfg.rope_theta, rope_scaling=scaling,
+                max_seq_len=max(cfg.max_seq_len, lc.seq_len),
+            )  # fmt: skip
+        self.model.cfg = self.model_cfg = cfg
+        self.model.init_buffers()
+
+    def _long_stage_done(self) -> bool:
+        s = self.state
+        lc = self.cfg.long_context[s.long_stage]
+        seen, cap = s.tokens - s.long_start_tokens, lc.max_tokens or 2 * lc.tokens
+        every = self.cfg.eval.every or 1
+        if seen < lc.tokens or (seen < cap and s.step % every):
+            return False
+        loss = self.held_out_loss()
+        recovered = loss is None or loss <= s.long_baseline * (1 + lc.loss_tolerance)
+        needle = self.needle(lc.seq_len) if lc.needle else None
+        passed = recovered and (needle is None or needle.passed)
+        if not passed and seen < cap:
+            return False
+        result = {"stage": s.long_stage, "seq_len": lc.seq_len, "start": s.long_start_tokens, "tokens": seen,
+                  "passed": passed, "short_loss": loss, "baseline": s.long_baseline,
+                  "needle": needle and needle.found}  # fmt: skip
+        s.long_results.append(result)
+        (log.info if passed else log.warning)("long-context stage %d ended: %s", s.long_stage, result)
+        return True
+
+    def needle(self, length: int) -> NeedleResult | None:
+        from herd.eval.needle import haystack_tokens, needle_probe
+
+        tok = self._tokenizer()
+        if tok is None or not self.val_batches:
+            return None
+        drop = {t for t in (tok.bos_id, tok.eos_id) if t is not None}
+        hay = haystack_tokens([b.tokens.flatten() for b in self.val_batches], length, drop)
+        if len(hay) < length:
+            log.warning("needle probe skipped: %d held-out tokens, %d needed", len(hay), length)
+            return None
+        return needle_probe(self.model, tok, hay, length, seed=self.state.step)
 
     def _maybe_snapshot(self) -> None:
         """Keep evenly spaced annealing weights for the Polyak average (safetensors, model only)."""
         s, a = self.state, self.cfg.anneal
-        if not a.tokens or s.phase == "main":
+        if not a.tokens or s.phase in ("main", "long"):
             return
         k = len(s.anneal_snapshots)
         if k < a.checkpoints and s.tokens - s.anneal_start_tokens >= (k + 1) * a.tokens / a.checkpoints:
@@ -305,8 +385,8 @@ class Trainer:
 
     def _log_train(self, out: dict, tokens_per_s: float) -> None:
         s = self.state
-        record = {"kind": "train", "step": s.step, "tokens": s.tokens, "phase": s.phase, "tokens_per_s": tokens_per_s}
-        record.update({k: out[k] for k in ("loss", "lr", "grad_norm", "seq_len", "batch_tokens")})
+        record = {"kind": "train", "step": s.step, "tokens": s.tokens, "tokens_per_s": tokens_per_s}
+        record.update({k: out[k] for k in ("phase", "loss", "lr", "grad_norm", "seq_len", "batch_tokens")})
         record["mfu"] = tokens_per_s * flops_per_token(self.model_cfg, out["seq_len"]) / self.peak_flops
         record["memory_bytes"] = memory_bytes(self.device)
         record["skipped_total"] = s.skipped
@@ -331,18 +411,20 @@ class Trainer:
             "resumed": resumed,
             "held_out_loss_last": final_loss,
             "unigram_entropy": unigram_entropy(self.sources),
+            "long_context": self.state.long_results,
         }
-        base = self.run_dir / "final"
+        base = self.run_dir / "base"
         if self.state.anneal_snapshots:
             averaged = self.average_snapshots()
             summary["held_out_loss_averaged"] = self.held_out_loss(averaged)
             summary["averaged_snapshots"] = self.state.anneal_snapshots
-            base = save_hf(averaged, self.run_dir / "base")
+            save_hf(averaged, base)
         else:
-            shutil.copytree(self.run_dir / "final", self.run_dir / "base", dirs_exist_ok=True)
+            shutil.copytree(self.run_dir / "final", base, dirs_exist_ok=True)
         self._copy_tokenizer([self.run_dir / "final", base])
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         boundaries = {"anneal": self.state.anneal_start_tokens} if self.state.anneal_snapshots else {}
+        boundaries.update({f"long {r['seq_len']}": r["start"] for r in self.state.long_results if "start" in r})
         boundaries.update({f"seq {s.seq_len}": s.after_tokens for s in self.ramp.stages[1:]})
         plot_run(self.run_dir, boundaries)
         self.metrics.close()
@@ -360,19 +442,28 @@ class Trainer:
         model.init_buffers()
         return model.to(self.device)
 
-    def _copy_tokenizer(self, exports: list[Path]) -> None:
-        """Put the tokenizer the shards were made with beside the weights, so `herd generate DIR` works."""
+    def _tokenizer_file(self) -> Path | None:
+        """The tokenizer the shards were made with, from the tokenize stage's manifest."""
         manifest = Path(self.cfg.data.shards) / "MANIFEST.json"
-        if not manifest.is_file():
-            return
-        name = json.loads(manifest.read_text()).get("config", {}).get("tokenizer")
+        name = json.loads(manifest.read_text()).get("config", {}).get("tokenizer") if manifest.is_file() else None
         if not name:
-            return
+            return None
         from herd.tokenizer.load import llama3_path
 
         src = llama3_path() if name == "llama3" else Path(name)
         src = src / "tokenizer.model" if src.is_dir() else src
-        if src.is_file():
+        return src if src.is_file() else None
+
+    def _tokenizer(self) -> TokenizerLike | None:
+        from herd.tokenizer import load_tokenizer
+
+        path = self._tokenizer_file()
+        return load_tokenizer(path) if path else None
+
+    def _copy_tokenizer(self, exports: list[Path]) -> None:
+        """Put the tokenizer beside the weights, so `herd generate DIR` works."""
+        src = self._tokenizer_file()
+        if src is not None:
             for d in exports:
                 shutil.copyfile(src, d / "tokenizer.model")
 

@@ -123,3 +123,19 @@ def test_learns_below_unigram_entropy_and_exports(token_dir, tmp_path) -> None:
         assert (tmp_path / export / "tokenizer.model").is_file() and model.cfg.vocab_size == 1024
     assert (tmp_path / "loss.png").stat().st_size > 10_000
     assert (tmp_path / "config.resolved.toml").is_file()
+
+
+def test_long_context_stage_gates_and_rope(token_dir, tmp_path) -> None:
+    stage = "long_context=[{seq_len=256, tokens=4096, max_tokens=8192, rope_theta=1000000.0, loss_tolerance=0.5}]"
+    t = Trainer(config(token_dir, tmp_path, "schedule.max_steps=6", "eval.every=2", stage))
+    summary = t.fit()
+    (result,) = summary["long_context"]
+    # A 2-layer model cannot retrieve a needle, so the stage ran to its cap and says it did not pass.
+    assert result["seq_len"] == 256 and result["tokens"] == 8192 and result["passed"] is False
+    assert result["needle"] is not None and not all(result["needle"])
+    assert t.model.cfg.rope_theta == 1_000_000.0 and t.model.cfg.max_seq_len >= 256
+    from herd.model import load_model
+
+    assert load_model(tmp_path / "base").cfg.rope_theta == 1_000_000.0
+    records = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r.get("kind") == "train"]
+    assert {r["seq_len"] for r in records if r["phase"] == "long"} == {256}
