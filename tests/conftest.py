@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import write_corpus
 
 # Two xdist workers share two cores: one intra-op thread each. More threads spin against each other
 # (measured: a debug-model training step takes 6x longer with 2 threads per worker under load).
@@ -34,3 +35,20 @@ def smollm2_gguf() -> Path:
     if not path.exists():
         pytest.skip(f"{path} missing")
     return path
+
+
+@pytest.fixture(scope="session")
+def token_dir(tmp_path_factory):
+    """Token shards of a small stdlib corpus with a 1,024-id herd-trained tokenizer (~5 s, once)."""
+    from herd.data.tokenize import TokenizeConfig, tokenize
+    from herd.tokenizer.corpus import iter_documents
+    from herd.tokenizer.ranks import save_ranks
+    from herd.tokenizer.train import train_bpe
+
+    root = tmp_path_factory.mktemp("corpus")
+    sources = write_corpus(root / "docs")
+    texts = [d.text for d in iter_documents([p for ps in sources.values() for p in ps])]
+    save_ranks(train_bpe(texts, vocab_size=1024), root / "tok.model")
+    cfg = TokenizeConfig(tokenizer=str(root / "tok.model"), sources=sources, out=str(root / "tokens"), val_fraction=0.1)
+    tokenize(cfg)
+    return root / "tokens"

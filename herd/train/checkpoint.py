@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -34,15 +35,31 @@ TRAIN_STATE = "train_state.json"
 
 
 class Checkpointer:
-    def __init__(self, folder: str | Path, keep: int = 3, verify: bool = True) -> None:
+    """Saves are collective (every rank writes its DCP shards); rank 0 alone writes the JSON files,
+    renames the folder and prunes, and the others wait for it at `barrier`."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        keep: int = 3,
+        verify: bool = True,
+        is_main: bool = True,
+        barrier: Callable[[], None] = lambda: None,
+    ) -> None:
         self.folder, self.keep, self.verify = Path(folder), keep, verify
+        self.is_main, self.barrier = is_main, barrier
 
     def save(self, step: int, model: torch.nn.Module, optim: torch.optim.Optimizer, train_state: dict) -> Path:
         final = self.folder / f"step-{step:08d}"
         tmp = self.folder / f".step-{step:08d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+        if self.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.barrier()
         state = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, optim)}
         dcp.save(state, checkpoint_id=str(tmp))
+        if not self.is_main:
+            self.barrier()
+            return final
         atomic_write_text(tmp / TRAIN_STATE, json.dumps(train_state))
         sums = {f.name: {"size": f.stat().st_size, "sha256": sha256_file(f)} for f in sorted(tmp.iterdir())}
         atomic_write_text(tmp / CHECKSUMS, json.dumps(sums, indent=1))
@@ -50,6 +67,7 @@ class Checkpointer:
             shutil.rmtree(final)
         tmp.rename(final)
         self._prune()
+        self.barrier()
         return final
 
     def _prune(self) -> None:

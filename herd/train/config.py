@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from herd.data.loader import MixSchedule, MixStage
+from herd.parallel.dims import ParallelConfig
 from herd.train.schedules import LRSchedule, Ramp, RampStage
 
 
@@ -146,6 +147,7 @@ class PretrainConfig:
     long_context: list[LongContextStage] = field(default_factory=list)
     anneal: AnnealSection = field(default_factory=AnnealSection)
     runtime: RuntimeSection = field(default_factory=RuntimeSection)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
 
     def lr_schedule(self) -> LRSchedule:
         s = self.schedule

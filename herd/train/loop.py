@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -26,8 +27,10 @@ from herd.data.loader import IGNORE_INDEX, Batch, MixSchedule, TokenLoader, spli
 from herd.data.shards import TokenShard
 from herd.model import Transformer, get_preset
 from herd.model.config import ModelConfig, RopeScaling, flops_per_token
-from herd.model.convert import save_hf
-from herd.parallel.activation_checkpoint import apply_activation_checkpointing
+from herd.model.convert import build_from_state_dict, save_hf
+from herd.parallel.grads import clip_grad_norm
+from herd.parallel.init import init_parallel_weights
+from herd.parallel.parallelize import Parallel
 from herd.train.averaging import average_state_dicts
 from herd.train.checkpoint import Checkpointer
 from herd.train.config import PretrainConfig
@@ -77,10 +80,16 @@ class Trainer:
         save_resolved(cfg, self.run_dir)
         seed_everything(cfg.seed)
         self.device = pick_device(cfg.runtime.device)
+        if self.device.type == "cuda" and "LOCAL_RANK" in os.environ:
+            self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+            torch.cuda.set_device(self.device)
         self.dtype = pick_dtype(cfg.runtime.dtype, self.device)
+        self.par = Parallel(cfg.parallel, self.device.type)
         self.sources = split_sources(cfg.data.shards, "train")
         vocab = max(TokenShard(p).vocab_size for paths in self.sources.values() for p in paths)
         self.model_cfg = model_config(cfg, vocab)
+        seq_lens = [s.seq_len for s in cfg.ramp.stages] + [lc.seq_len for lc in cfg.long_context]
+        self.par.dims.check_model(self.model_cfg, seq_lens)
         self.model = self._build_model()
         self.optim = torch.optim.AdamW(
             self.model.parameters(),
@@ -94,21 +103,23 @@ class Trainer:
         self.main_mix = cfg.mix_schedule(self._token_weights())
         self.loader = TokenLoader(self.sources, self.main_mix, seed=cfg.data.seed)
         self.state = TrainState()
-        self.ckpt = Checkpointer(self.run_dir / "checkpoints", cfg.checkpoint.keep, cfg.checkpoint.verify)
-        self.metrics = MetricsLogger(self.run_dir, cfg.runtime.tensorboard)
+        self.ckpt = Checkpointer(
+            self.run_dir / "checkpoints", cfg.checkpoint.keep, cfg.checkpoint.verify, self.par.is_main, self.par.barrier
+        )
+        self.metrics = MetricsLogger(self.run_dir, cfg.runtime.tensorboard, enabled=self.par.is_main)
         self.val_batches = self._val_batches()
         self.peak_flops = cfg.runtime.peak_flops or measure_peak_flops(self.device, self.dtype)
 
     def _build_model(self) -> Transformer:
         with torch.device("meta"):
             model = Transformer(self.model_cfg)
-        if self.cfg.runtime.activation_checkpointing:
-            apply_activation_checkpointing(model)
-        if self.cfg.runtime.compile:
-            for block in model.layers.values():
-                block.compile()
+        rt = self.cfg.runtime
+        self.par.apply(model, self.model_cfg, self.dtype, rt.activation_checkpointing, rt.compile)
         model.to_empty(device=self.device)
-        model.init_weights(seed=self.cfg.seed)
+        if self.par.mesh is None:
+            model.init_weights(seed=self.cfg.seed)
+        else:
+            init_parallel_weights(model, self.model_cfg, self.cfg.seed)
         return model
 
     def _token_weights(self) -> dict[str, float]:
@@ -128,6 +139,15 @@ class Trainer:
         return [loader.next_batch(e.batch_size, seq) for _ in range(e.batches)]
 
     # ------------------------------------------------------------------------------------------------
+    def local_rows(self, batch: Batch) -> Batch:
+        """This data-parallel rank's rows of a global batch (the same global batch for every layout)."""
+        dp, r = self.par.dims.dp, self.par.coordinate("dp")
+        n = batch.tokens.shape[0]
+        if n % dp:
+            raise ValueError(f"a batch of {n} sequences cannot be split over {dp} data-parallel ranks")
+        rows = slice(r * n // dp, (r + 1) * n // dp)
+        return Batch(batch.tokens[rows], batch.labels[rows], batch.doc_ids[rows])
+
     def loss(self, batch: Batch, n_labels: int) -> torch.Tensor:
         """Sum of token losses / n_labels: micro-batches of one step add up to the step's mean loss."""
         tokens, labels, doc_ids = (t.to(self.device) for t in (batch.tokens, batch.labels, batch.doc_ids))
@@ -141,20 +161,23 @@ class Trainer:
     def held_out_loss(self, model: torch.nn.Module | None = None) -> float | None:
         if not self.val_batches:
             return None
+        plain = model is not None  # an unsharded copy (exports, averages): every row here, no reduction
         model = model or self.model
+        model.to(self.device)
         was_training = model.training
         model.eval()
         total, count = 0.0, 0
-        for b in self.val_batches:
+        for full in self.val_batches:
+            b = full if plain else self.local_rows(full)
             with autocast(self.device, self.dtype):
                 logits = model(b.tokens.to(self.device), doc_ids=b.doc_ids.to(self.device))
             total += F.cross_entropy(
                 logits.float().flatten(0, 1), b.labels.to(self.device).flatten(), ignore_index=IGNORE_INDEX,
                 reduction="sum",
             ).item()  # fmt: skip
-            count += b.n_labels
+            count += full.n_labels
         model.train(was_training)
-        return total / max(count, 1)
+        return (total if plain else self.par.sum(total)) / max(count, 1)
 
     def current_lr(self) -> float:
         s = self.state
@@ -175,18 +198,27 @@ class Trainer:
         stage, phase = self.batch_shape(), self.state.phase
         n_seqs = stage.batch_tokens // stage.seq_len
         mbs = self.cfg.ramp.micro_batch_size
-        batches = [self.loader.next_batch(min(mbs, n_seqs - i), stage.seq_len) for i in range(0, n_seqs, mbs)]
-        n_labels = sum(b.n_labels for b in batches)
+        full = self.loader.next_batch(n_seqs, stage.seq_len)
+        n_labels = full.n_labels
+        mine = self.local_rows(full)
+        n_local = mine.tokens.shape[0]
+        batches = [
+            Batch(*(t[i : i + mbs] for t in (mine.tokens, mine.labels, mine.doc_ids))) for i in range(0, n_local, mbs)
+        ]
+        # FSDP averages gradients over its ranks; scaling by their count turns the mean into the sum
+        # of every rank's share of sum(token losses) / n_labels: the single-process gradient.
+        scale = self.par.dims.dp * self.par.dims.cp
         loss = 0.0
         for b in batches:
             micro = self.loss(b, n_labels)
-            micro.backward()  # grads accumulate in the fp32 parameters' .grad
+            (micro * scale).backward()  # grads accumulate in the fp32 parameters' .grad
             loss += micro.item()
+        loss = self.par.sum(loss)
         lr = self.current_lr()
         reason = self._guard(loss)
         grad_norm = float("nan")
         if reason is None:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip).item()
+            grad_norm = clip_grad_norm(self.model.parameters(), self.cfg.optim.grad_clip)
             reason = None if math.isfinite(grad_norm) else "nonfinite_grad"
         if reason is None:
             for g in self.optim.param_groups:
@@ -353,11 +385,21 @@ class Trainer:
         if k < a.checkpoints and s.tokens - s.anneal_start_tokens >= (k + 1) * a.tokens / a.checkpoints:
             from safetensors.torch import save_file
 
-            folder = self.run_dir / "anneal"
-            folder.mkdir(exist_ok=True)
-            state = {n: t.detach().cpu().contiguous() for n, t in self.model.state_dict().items()}
-            save_file(state, str(folder / f"step-{s.step:08d}.safetensors"))
+            state = self.full_state()  # collective under FSDP/TP: every rank takes part
+            if self.par.is_main:
+                folder = self.run_dir / "anneal"
+                folder.mkdir(exist_ok=True)
+                save_file(state, str(folder / f"step-{s.step:08d}.safetensors"))
             s.anneal_snapshots.append(s.step)
+
+    def full_state(self) -> dict[str, torch.Tensor]:
+        """Unsharded CPU weights under herd's names (on rank 0; other ranks get an empty dict)."""
+        if self.par.mesh is None:
+            return {n: t.detach().cpu().contiguous() for n, t in self.model.state_dict().items()}
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return {n: t.contiguous() for n, t in get_model_state_dict(self.model, options=options).items()}
 
     # ------------------------------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -402,7 +444,11 @@ class Trainer:
         """Final checkpoint, HF exports (last weights and the annealing average), summary and plot."""
         self.save()
         final_loss = self._log_val()
-        save_hf(self.model, self.run_dir / "final")
+        state = self.full_state()
+        if not self.par.is_main:
+            self.par.barrier()
+            return {}
+        save_hf(build_from_state_dict(self.model_cfg, state, "final weights"), self.run_dir / "final")
         summary = {
             "steps": self.state.step,
             "tokens": self.state.tokens,
@@ -417,6 +463,7 @@ class Trainer:
         if self.state.anneal_snapshots:
             averaged = self.average_snapshots()
             summary["held_out_loss_averaged"] = self.held_out_loss(averaged)
+            summary["held_out_loss_last_snapshot"] = self.held_out_loss(self.snapshot_model(-1))
             summary["averaged_snapshots"] = self.state.anneal_snapshots
             save_hf(averaged, base)
         else:
@@ -428,19 +475,21 @@ class Trainer:
         boundaries.update({f"seq {s.seq_len}": s.after_tokens for s in self.ramp.stages[1:]})
         plot_run(self.run_dir, boundaries)
         self.metrics.close()
+        self.par.barrier()
         return summary
 
-    def average_snapshots(self) -> Transformer:
+    def _snapshot(self, step: int) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
-        states = [
-            load_file(str(self.run_dir / "anneal" / f"step-{s:08d}.safetensors")) for s in self.state.anneal_snapshots
-        ]
-        with torch.device("meta"):
-            model = Transformer(self.model_cfg)
-        model.load_state_dict(average_state_dicts(states), assign=True)
-        model.init_buffers()
-        return model.to(self.device)
+        return load_file(str(self.run_dir / "anneal" / f"step-{step:08d}.safetensors"))
+
+    def snapshot_model(self, index: int) -> Transformer:
+        return build_from_state_dict(self.model_cfg, self._snapshot(self.state.anneal_snapshots[index]), "snapshot")
+
+    def average_snapshots(self) -> Transformer:
+        """The Polyak average of the annealing snapshots: the base model [P §3.4.3]."""
+        states = [self._snapshot(s) for s in self.state.anneal_snapshots]
+        return build_from_state_dict(self.model_cfg, average_state_dicts(states), "averaged snapshots")
 
     def _tokenizer_file(self) -> Path | None:
         """The tokenizer the shards were made with, from the tokenize stage's manifest."""

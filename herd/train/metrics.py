@@ -16,11 +16,12 @@ log = get_logger(__name__)
 
 
 class MetricsLogger:
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, enabled: bool = True) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "metrics.jsonl"
+        self.enabled = enabled  # only rank 0 of a parallel run writes
         self.tb = None
-        if tensorboard:
+        if tensorboard and enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -29,6 +30,8 @@ class MetricsLogger:
                 log.info("tensorboard is not installed; metrics go to metrics.jsonl only")
 
     def log(self, record: dict) -> None:
+        if not self.enabled:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self.tb is not None:

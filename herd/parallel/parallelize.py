@@ -1,0 +1,77 @@
+"""A run's parallel context: process group, mesh, rank coordinates, and the fixed order in which
+parallelism is applied to a model built on the meta device (TP → activation checkpointing → compile → FSDP).
+
+One process is the degenerate case: no process group, no mesh, every degree 1, nothing applied.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from herd.model import ModelConfig
+from herd.parallel.activation_checkpoint import apply_activation_checkpointing
+from herd.parallel.dims import ParallelConfig, ParallelDims
+from herd.parallel.fsdp import apply_fsdp
+
+
+class Parallel:
+    def __init__(self, cfg: ParallelConfig, device_type: str) -> None:
+        self.cfg = cfg
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.dims = ParallelDims.resolve(cfg, world)
+        self.mesh = None
+        if world > 1:
+            if not dist.is_initialized():
+                dist.init_process_group(backend=cfg.backend or ("nccl" if device_type == "cuda" else "gloo"))
+            self.mesh = self.dims.build_mesh(device_type)
+        self.rank = dist.get_rank() if self.mesh is not None else 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def coordinate(self, name: str) -> int:
+        """This rank's index along a mesh dimension (dp, cp, tp, pp, ...)."""
+        return self.mesh[name].get_local_rank() if self.mesh is not None else 0
+
+    def size(self, name: str) -> int:
+        return self.mesh[name].size() if self.mesh is not None else 1
+
+    def sum(self, value: float, dim: str = "dp_cp") -> float:
+        """Sum a per-rank number over a mesh dimension (e.g. token losses over data and context ranks)."""
+        if self.mesh is None or self.size(dim) == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(t, group=self.mesh[dim].get_group())
+        return float(t.item())
+
+    def barrier(self) -> None:
+        if self.mesh is not None:
+            dist.barrier()
+
+    def apply(
+        self, model: nn.Module, model_cfg: ModelConfig, param_dtype: torch.dtype, ac: bool, compile: bool
+    ) -> None:
+        """Parallelize a meta-device model in place, in torchtitan's order."""
+        if self.dims.tp > 1:
+            from herd.parallel.tp import apply_tp
+
+            apply_tp(model, self.mesh["tp"])
+        if ac:
+            apply_activation_checkpointing(model)
+        if compile:
+            for block in model.layers.values():
+                block.compile()
+        if self.mesh is not None and self.dims.dp_shard * self.dims.cp * self.dims.dp_replicate > 1:
+            fsdp_mesh = (
+                self.mesh["dp_replicate", "dp_shard_cp"] if self.dims.dp_replicate > 1 else self.mesh["dp_shard_cp"]
+            )
+            apply_fsdp(model, fsdp_mesh, param_dtype, self.cfg.reshard_after_forward)
+
+    def close(self) -> None:
+        if self.mesh is not None and dist.is_initialized():
+            dist.destroy_process_group()
