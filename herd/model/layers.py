@@ -80,13 +80,12 @@ class Attention(nn.Module):
         self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
 
-    def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, mask: AttnMask, cache: KVCache | None = None
-    ) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: AttnMask, cache: KVCache | None = None) -> Tensor:
         B, T, _ = x.shape
-        q = self.wq(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, Dh)
-        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, T, Dh)
-        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        # Head counts are inferred (-1): under tensor parallelism each rank holds a slice of the heads.
+        q = self.wq(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, H, T, Dh)
+        k = self.wk(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, Hkv, T, Dh)
+        v = self.wv(x).view(B, T, -1, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(self.layer_id, k, v)  # (B, Hkv, S, Dh): all cached positions so far
@@ -117,9 +116,7 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
 
-    def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, mask: AttnMask, cache: KVCache | None = None
-    ) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: AttnMask, cache: KVCache | None = None) -> Tensor:
         h = x + self.attention(self.attention_norm(x), cos, sin, mask, cache)
         return h + self.feed_forward(self.ffn_norm(h))
 
@@ -127,20 +124,22 @@ class TransformerBlock(nn.Module):
 class AttnMask:
     """Which keys each query may see, and the kernel that applies it.
 
-    Built once per forward and shared by all layers. Three cases:
+    Built once per forward and shared by all layers. Four cases:
     - plain causal (training without document ids, or prefill from an empty cache): SDPA is_causal;
+    - no mask at all (`causal=False`): one new token per row, unpadded, sees every cached key;
     - an explicit boolean mask (B, 1, T, S): document masks on CPU, padded/cached generation;
     - a flex_attention BlockMask: document masks on CUDA, never materializing T×T.
+    The first two avoid SDPA's masked path, which on CPU costs several times the unmasked kernel.
     """
 
-    def __init__(self, dense: Tensor | None = None, block: object | None = None) -> None:
-        self.dense, self.block = dense, block
+    def __init__(self, dense: Tensor | None = None, block: object | None = None, causal: bool = True) -> None:
+        self.dense, self.block, self.causal = dense, block, causal
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         if self.block is not None:
             return _flex_attention()(q, k, v, block_mask=self.block, enable_gqa=True)
         if self.dense is None:
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+            return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, enable_gqa=True)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=self.dense, enable_gqa=True)
 
 
@@ -167,7 +166,7 @@ def flex_document_mask(doc_ids: Tensor) -> object:
 _FLEX = None
 
 
-def _flex_attention():  # noqa: ANN202
+def _flex_attention():
     # Compiled once per process: uncompiled flex_attention is a slow reference loop.
     global _FLEX
     if _FLEX is None:

@@ -81,26 +81,34 @@ class Transformer(nn.Module):
         doc_ids: Tensor | None = None,
         cache: KVCache | None = None,
         return_hidden: bool = False,
+        positions: Tensor | None = None,
+        attn: AttnMask | None = None,
     ) -> Tensor:
         """tokens (B, T) → logits (B, T, V) (or the final normed hidden states (B, T, dim)).
 
         doc_ids (B, T): per-token document ids for packed sequences; a token attends only to earlier
         tokens of its own document [P §3.2]. cache: decode incrementally (see herd.model.generate).
+        positions/attn: supplied from outside by context parallelism (global RoPE positions of the local
+        tokens, and an attention kernel that gathers K/V). A pipeline stage without embeddings takes
+        hidden states (B, T, dim) as `tokens`; one without the final norm returns hidden states.
         """
-        B, T = tokens.shape
-        h = self.tok_embeddings(tokens)  # (B, T, dim)
-        positions, mask = self._positions_and_mask(tokens, doc_ids, cache)
+        if attn is None:
+            positions, attn = self._positions_and_mask(tokens, doc_ids, cache)
+        h = tokens if self.tok_embeddings is None else self.tok_embeddings(tokens)  # (B, T, dim)
         cos, sin = rope_cos_sin(self.inv_freq, positions)
         if cos.dim() == 3:  # per-row positions (B, T, Dh) broadcast over heads
             cos, sin = cos[:, None], sin[:, None]
         for block in self.layers.values():
-            h = block(h, cos, sin, mask, cache)
+            h = block(h, cos, sin, attn, cache)
         if cache is not None:
             cache.advance()
+        if self.norm is None:  # a pipeline stage before the last
+            return h
         h = self.norm(h)
         if return_hidden:
             return h
-        return F.linear(h, self.output_weight())  # (B, T, V)
+        # Call the output module (not F.linear on its weight) so tensor-parallel plans see it.
+        return self.output(h) if self.output is not None else F.linear(h, self.tok_embeddings.weight)  # (B, T, V)
 
     def _positions_and_mask(
         self, tokens: Tensor, doc_ids: Tensor | None, cache: KVCache | None
@@ -109,6 +117,9 @@ class Transformer(nn.Module):
         if cache is not None:
             if doc_ids is not None:
                 raise ValueError("doc_ids and a KV cache cannot be combined")
+            if not cache.padded and (cache.pos == 0 or T == 1):
+                # Unpadded prefill from empty is plain causal; one new token sees every filled slot.
+                return cache.reserve(T), AttnMask(causal=T > 1)
             positions, visible = cache.begin(T)
             return positions, AttnMask(dense=visible)
         positions = torch.arange(T, device=tokens.device)

@@ -28,6 +28,7 @@ from herd.data.shards import TokenShard
 from herd.model import Transformer, get_preset
 from herd.model.config import ModelConfig, RopeScaling, flops_per_token
 from herd.model.convert import build_from_state_dict, save_hf
+from herd.parallel.cp import ContextParallelAttention, chunk_indices
 from herd.parallel.grads import clip_grad_norm
 from herd.parallel.init import init_parallel_weights
 from herd.parallel.parallelize import Parallel
@@ -148,14 +149,30 @@ class Trainer:
         rows = slice(r * n // dp, (r + 1) * n // dp)
         return Batch(batch.tokens[rows], batch.labels[rows], batch.doc_ids[rows])
 
-    def loss(self, batch: Batch, n_labels: int) -> torch.Tensor:
-        """Sum of token losses / n_labels: micro-batches of one step add up to the step's mean loss."""
-        tokens, labels, doc_ids = (t.to(self.device) for t in (batch.tokens, batch.labels, batch.doc_ids))
+    def model_inputs(self, b: Batch, parallel: bool = True) -> tuple[dict, torch.Tensor]:
+        """The model's keyword arguments for a batch and the labels this rank scores. Under context
+        parallelism a rank feeds its two sequence chunks with their global positions and a K/V-gathering
+        attention kernel."""
+        tokens, labels, doc_ids = (t.to(self.device) for t in (b.tokens, b.labels, b.doc_ids))
+        cp = self.par.dims.cp if parallel else 1
+        if cp == 1:
+            return {"tokens": tokens, "doc_ids": doc_ids}, labels
+        rank, T = self.par.coordinate("cp"), tokens.shape[1]
+        idx = chunk_indices(T, cp, rank, self.device)
+        attn = ContextParallelAttention(self.par.mesh["cp"].get_group(), doc_ids, T, cp, rank)
+        return {"tokens": tokens[:, idx], "positions": idx, "attn": attn}, labels[:, idx]
+
+    def token_loss_sum(self, model: torch.nn.Module, b: Batch, parallel: bool = True) -> torch.Tensor:
+        kwargs, labels = self.model_inputs(b, parallel)
         with autocast(self.device, self.dtype):
-            logits = self.model(tokens, doc_ids=doc_ids)
+            logits = model(**kwargs)
         return F.cross_entropy(
             logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-        ) / max(n_labels, 1)
+        )
+
+    def loss(self, batch: Batch, n_labels: int) -> torch.Tensor:
+        """Sum of token losses / n_labels: micro-batches of one step add up to the step's mean loss."""
+        return self.token_loss_sum(self.model, batch) / max(n_labels, 1)
 
     @torch.no_grad()
     def held_out_loss(self, model: torch.nn.Module | None = None) -> float | None:
@@ -169,12 +186,7 @@ class Trainer:
         total, count = 0.0, 0
         for full in self.val_batches:
             b = full if plain else self.local_rows(full)
-            with autocast(self.device, self.dtype):
-                logits = model(b.tokens.to(self.device), doc_ids=b.doc_ids.to(self.device))
-            total += F.cross_entropy(
-                logits.float().flatten(0, 1), b.labels.to(self.device).flatten(), ignore_index=IGNORE_INDEX,
-                reduction="sum",
-            ).item()  # fmt: skip
+            total += self.token_loss_sum(model, b, parallel=not plain).item()
             count += full.n_labels
         model.train(was_training)
         return (total if plain else self.par.sum(total)) / max(count, 1)

@@ -1,0 +1,55 @@
+"""Tensor parallelism with DTensor plans by module name, sequence parallel on the norms [P §3.3.2].
+
+Q/K/V and w1/w3 are split by output features (columns), wo and w2 by input features (rows), so each
+rank computes whole heads and a slice of the SwiGLU hidden; between blocks activations are split along
+the sequence (sequence parallel), which the norms run on directly. The embedding is split by vocabulary;
+the output projection by vocabulary too, gathering logits for the loss.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.tensor import Replicate, Shard
+from torch.distributed.tensor.parallel import (
+    ColwiseParallel,
+    PrepareModuleInput,
+    RowwiseParallel,
+    SequenceParallel,
+    parallelize_module,
+)
+
+
+def apply_tp(model: nn.Module, mesh: DeviceMesh) -> nn.Module:
+    parallelize_module(
+        model,
+        mesh,
+        {
+            "tok_embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1)),
+            "norm": SequenceParallel(),
+            "output": ColwiseParallel(input_layouts=Shard(1), output_layouts=Replicate()),
+        },
+    )
+    for block in model.layers.values():
+        parallelize_module(
+            block,
+            mesh,
+            {
+                "attention_norm": SequenceParallel(),
+                # Attention needs the whole sequence: gather it (cos/sin/mask/cache pass through as they are).
+                "attention": PrepareModuleInput(
+                    input_layouts=(Shard(1), None, None, None, None),
+                    desired_input_layouts=(Replicate(), None, None, None, None),
+                ),
+                "attention.wq": ColwiseParallel(),
+                "attention.wk": ColwiseParallel(),
+                "attention.wv": ColwiseParallel(),
+                "attention.wo": RowwiseParallel(output_layouts=Shard(1)),
+                "ffn_norm": SequenceParallel(),
+                "feed_forward": PrepareModuleInput(input_layouts=(Shard(1),), desired_input_layouts=(Replicate(),)),
+                "feed_forward.w1": ColwiseParallel(),
+                "feed_forward.w3": ColwiseParallel(),
+                "feed_forward.w2": RowwiseParallel(output_layouts=Shard(1)),
+            },
+        )
+    return model
