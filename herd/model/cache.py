@@ -31,20 +31,24 @@ class KVCache:
         self.max_len = max_len
         self.pos = 0
         self.pad = torch.zeros(batch, dtype=torch.long, device=device) if pad is None else pad.to(device)
+        # Without left padding a row's positions are its slots and it may see every filled slot, so
+        # most steps need no explicit mask (see Transformer._positions_and_mask).
+        self.padded = bool(self.pad.any())
         self._new = 0
 
-    def begin(self, n_new: int) -> tuple[Tensor, Tensor]:
-        """Reserve slots for the next `n_new` tokens; return their positions (B, T) and mask (B, 1, T, S)."""
+    def reserve(self, n_new: int) -> Tensor:
+        """Reserve slots for the next `n_new` tokens; return their slot indices (T,)."""
         if self.pos + n_new > self.max_len:
             raise ValueError(f"KV cache full: {self.pos} + {n_new} tokens > max_len {self.max_len}")
         self._new = n_new
-        device = self.pad.device
-        slots = torch.arange(self.pos, self.pos + n_new, device=device)  # (T,)
-        keys = torch.arange(self.pos + n_new, device=device)  # (S,)
+        return torch.arange(self.pos, self.pos + n_new, device=self.pad.device)
+
+    def begin(self, n_new: int) -> tuple[Tensor, Tensor]:
+        """Reserve slots for the next `n_new` tokens; return their positions (B, T) and mask (B, 1, T, S)."""
+        slots = self.reserve(n_new)  # (T,)
+        keys = torch.arange(self.pos + n_new, device=slots.device)  # (S,)
         positions = (slots[None, :] - self.pad[:, None]).clamp(min=0)  # (B, T)
-        visible = (keys[None, None, :] <= slots[None, :, None]) & (
-            keys[None, None, :] >= self.pad[:, None, None]
-        )
+        visible = (keys[None, None, :] <= slots[None, :, None]) & (keys[None, None, :] >= self.pad[:, None, None])
         # A pad query sees only itself, so its softmax row is never empty (its output is discarded).
         visible |= keys[None, None, :] == slots[None, :, None]
         return positions, visible[:, None]  # (B, T), (B, 1, T, S)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from herd.model.cache import KVCache
@@ -63,15 +64,20 @@ def generate(
     stops = torch.tensor(list(stop_ids) or [-1], device=device)
     done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     out: list[list[int]] = [[] for _ in prompts]
-    logits = model(tokens, cache=cache)[:, -1]  # prefill: (B, V)
+    # Prefill: only the last position's logits are needed; projecting all T would build (B, T, V).
+    hidden = model(tokens, cache=cache, return_hidden=True)[:, -1:]  # (B, 1, dim)
+    logits = F.linear(hidden, model.output_weight())[:, -1]  # (B, V)
     for _ in range(limit):
         nxt = sample_next(logits, temperature, top_p, generator)  # (B,)
         done |= torch.isin(nxt, stops)
-        for row in (~done).nonzero().flatten().tolist():
-            out[row].append(int(nxt[row]))
-            if on_token is not None:
-                on_token(row, int(nxt[row]))
-        if bool(done.all()) or cache.pos >= cache.max_len:
+        # One device-to-host transfer per step rather than one per row.
+        finished = done.tolist()
+        for row, token in enumerate(nxt.tolist()):
+            if not finished[row]:
+                out[row].append(token)
+                if on_token is not None:
+                    on_token(row, token)
+        if all(finished) or cache.pos >= cache.max_len:
             break
         logits = model(nxt[:, None], cache=cache)[:, -1]
     return out
