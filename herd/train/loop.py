@@ -299,6 +299,9 @@ class Trainer:
         if self.state.phase in ("anneal", "done") and self.cfg.anneal.tokens:
             self.loader.mix = self._anneal_mix()
         self.loader.load_state_dict(train_state["loader"])
+        if self.state.phase == "done" and self.state.long_stage < 0 and not self.state.anneal_snapshots:
+            # A finished run resumed with a larger budget (schedule.max_steps / tokens) continues.
+            self.state.phase = "main" if not self._main_done() else "done"
         torch.set_rng_state(torch.tensor(train_state["rng"]["torch"], dtype=torch.uint8))
         return True
 

@@ -57,3 +57,37 @@ def assert_same(got: dict[int, float], want: dict[int, float]) -> None:
 )
 def test_layout_matches_one_process(token_dir, tmp_path, reference, nproc: int, layout: list[str]) -> None:
     assert_same(run(token_dir, tmp_path, nproc, f"schedule.max_steps={STEPS}", *layout), reference)
+
+
+def test_reshard_4_to_2_to_1_continues_identically(token_dir, tmp_path) -> None:
+    """DCP checkpoints written by 4 ranks (FSDP×TP) resume on 2 (FSDP), then on 1 process."""
+    straight = run(token_dir, tmp_path / "straight", 1, "schedule.max_steps=6")
+    run_dir = tmp_path / "resharded"
+    run(token_dir, run_dir, 4, "schedule.max_steps=2", "parallel.dp_shard=2", "parallel.tp=2")
+    run(token_dir, run_dir, 2, "schedule.max_steps=4", "parallel.dp_shard=2")
+    resharded = run(token_dir, run_dir, 1, "schedule.max_steps=6")
+    assert sorted(resharded) == sorted(straight) == list(range(1, 7))
+    for step, loss in straight.items():
+        assert abs(resharded[step] - loss) <= 1e-5 * abs(loss), (step, resharded[step], loss)
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        (["parallel.tp=3"], "does not divide the world size 2"),
+        (
+            ["parallel.tp=2", "model.n_kv_heads=1", "model.n_heads=4", "parallel.dp_shard=1"],
+            "does not divide the model's 1 KV heads",
+        ),
+        (["parallel.dp_shard=4"], "but the world size is 2"),
+    ],
+    ids=["tp-world", "tp-kv-heads", "product"],
+)
+def test_bad_mesh_is_one_line_error(token_dir, tmp_path, layout: list[str], message: str) -> None:
+    torchrun = shutil.which("torchrun", path=str(__import__("pathlib").Path(sys.executable).parent))
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "herd.cli", "pretrain", "/dev/null",
+           f"data.shards={token_dir}", f"run_dir={tmp_path}", *COMMON, *layout]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    lines = [line for line in r.stderr.splitlines() if line.startswith("herd pretrain: error:")]
+    assert lines and message in lines[0], r.stderr[-2000:]
