@@ -46,9 +46,10 @@ class Transformer(nn.Module):
 
     def init_buffers(self) -> None:
         """Recompute non-persistent buffers (needed after `to_empty` or loading with assign=True)."""
-        self.inv_freq = rope_inv_freq(self.cfg.head_dim, self.cfg.rope_theta, self.cfg.rope_scaling).to(
-            self.tok_embeddings.weight.device
-        )
+        # Where the weights are (loading assigns real weights to a meta-built model; a pipeline stage may
+        # have no embedding to ask).
+        device = next(self.parameters()).device
+        self.inv_freq = rope_inv_freq(self.cfg.head_dim, self.cfg.rope_theta, self.cfg.rope_scaling).to(device)
 
     @torch.no_grad()
     def init_weights(self, seed: int = 0) -> None:
@@ -102,8 +103,8 @@ class Transformer(nn.Module):
             h = block(h, cos, sin, attn, cache)
         if cache is not None:
             cache.advance()
-        if self.norm is None:  # a pipeline stage before the last
-            return h
+        if self.norm is None:  # a pipeline stage before the last: the next stage needs the document ids too
+            return h if doc_ids is None else (h, doc_ids)
         h = self.norm(h)
         if return_hidden:
             return h
@@ -125,8 +126,8 @@ class Transformer(nn.Module):
         positions = torch.arange(T, device=tokens.device)
         if doc_ids is None:
             return positions, AttnMask()
-        if doc_ids.shape != tokens.shape:
-            raise ValueError(f"doc_ids shape {tuple(doc_ids.shape)} != tokens shape {tuple(tokens.shape)}")
+        if doc_ids.shape != tokens.shape[:2]:  # tokens (B, T), or hidden states (B, T, dim) on a pipeline stage
+            raise ValueError(f"doc_ids shape {tuple(doc_ids.shape)} != tokens shape {tuple(tokens.shape[:2])}")
         if self._use_flex(tokens):
             return positions, AttnMask(block=flex_document_mask(doc_ids))
         return positions, AttnMask(dense=document_mask(doc_ids))

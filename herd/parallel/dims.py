@@ -63,6 +63,10 @@ class ParallelDims:
             raise ValueError(f"parallel.tp = {self.tp} does not divide the model's {cfg.n_heads} attention heads")
         if self.tp > 1 and cfg.tie_embeddings:
             raise ValueError("parallel.tp > 1 with tied embeddings is not supported (untie the output layer)")
+        if self.pp > 1 and cfg.tie_embeddings:
+            raise ValueError("parallel.pp > 1 with tied embeddings is not supported (untie the output layer)")
+        if self.pp > 1 and self.cp > 1:
+            raise ValueError("parallel.pp > 1 together with parallel.cp > 1 is not supported yet")
         if self.pp > cfg.n_layers:
             raise ValueError(f"parallel.pp = {self.pp} is more stages than the model's {cfg.n_layers} layers")
         for T in seq_lens:

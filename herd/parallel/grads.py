@@ -6,22 +6,28 @@ import math
 from collections.abc import Iterable
 
 import torch
+import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
 
 @torch.no_grad()
-def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float) -> float:
+def clip_grad_norm(
+    params: Iterable[torch.nn.Parameter], max_norm: float, pp_group: dist.ProcessGroup | None = None
+) -> float:
     """Clip the global L2 norm of all gradients to `max_norm`; return the norm before clipping.
 
     For DTensor gradients the norm is computed from their shards with the right collectives
-    (torch's clip_grad_norm_ returns a DTensor then; `full_tensor()` makes it a number everywhere).
+    (torch's clip_grad_norm_ returns a DTensor then; `full_tensor()` makes it a number everywhere);
+    with pipeline stages the squared norms of all stages are summed over `pp_group`.
     """
     grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return 0.0
-    norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0, foreach=True)
+    norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0, foreach=True) if grads else torch.tensor(0.0)
     if isinstance(norm, DTensor):
         norm = norm.full_tensor()
+    if pp_group is not None:  # each pipeline stage holds different parameters: add their squares
+        square = norm.detach().double().square().reshape(1)
+        dist.all_reduce(square, group=pp_group)
+        norm = square.sqrt()
     total = float(norm)
     coef = max_norm / (total + 1e-6)  # torch's clip_grad_norm_ coefficient
     if math.isfinite(total) and coef < 1.0:

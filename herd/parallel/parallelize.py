@@ -49,6 +49,25 @@ class Parallel:
         dist.all_reduce(t, group=self.mesh[dim].get_group())
         return float(t.item())
 
+    def broadcast(self, obj: object) -> object:
+        """Rank 0's Python object on every rank."""
+        if self.mesh is None:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather_to_main(self, obj: object) -> list[object]:
+        """Every rank's Python object, on rank 0 (others get an empty list)."""
+        if self.mesh is None:
+            return [obj]
+        out = [None] * dist.get_world_size() if self.is_main else None
+        dist.gather_object(obj, out, dst=0)
+        return out or []
+
+    def group(self, name: str) -> dist.ProcessGroup | None:
+        return self.mesh[name].get_group() if self.mesh is not None and self.size(name) > 1 else None
+
     def barrier(self) -> None:
         if self.mesh is not None:
             dist.barrier()

@@ -32,6 +32,7 @@ from herd.parallel.cp import ContextParallelAttention, chunk_indices
 from herd.parallel.grads import clip_grad_norm
 from herd.parallel.init import init_parallel_weights
 from herd.parallel.parallelize import Parallel
+from herd.parallel.pp import Pipeline, stage_model
 from herd.train.averaging import average_state_dicts
 from herd.train.checkpoint import Checkpointer
 from herd.train.config import PretrainConfig
@@ -114,6 +115,9 @@ class Trainer:
     def _build_model(self) -> Transformer:
         with torch.device("meta"):
             model = Transformer(self.model_cfg)
+        pc, self.pipeline = self.cfg.parallel, None
+        if self.par.dims.pp > 1:
+            model = stage_model(model, self.par.coordinate("pp"), self.par.dims.pp, pc.pp_lighter_ends)
         rt = self.cfg.runtime
         self.par.apply(model, self.model_cfg, self.dtype, rt.activation_checkpointing, rt.compile)
         model.to_empty(device=self.device)
@@ -121,7 +125,18 @@ class Trainer:
             model.init_weights(seed=self.cfg.seed)
         else:
             init_parallel_weights(model, self.model_cfg, self.cfg.seed)
+        if self.par.dims.pp > 1:
+            self.pipeline = Pipeline(
+                model, self.par.coordinate("pp"), self.par.dims.pp, self.par.group("pp"), self.device,
+                pc.pp_schedule, pc.pp_microbatches or self.par.dims.pp, self._pipeline_loss,
+            )  # fmt: skip
         return model
+
+    def _pipeline_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(
+            logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        return loss * self._loss_scale
 
     def _token_weights(self) -> dict[str, float]:
         """Default mix: each source in proportion to its tokens (natural sampling)."""
@@ -170,6 +185,12 @@ class Trainer:
             logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
         )
 
+    def _pipeline_step(self, b: Batch, loss_scale: float, train: bool = True) -> float:
+        """All micro-batches through the pipeline; the summed losses, known on the last stage, go to all."""
+        self._loss_scale = loss_scale
+        losses = self.pipeline.run(b.tokens, b.doc_ids, b.labels, train=train)
+        return self.par.sum(sum(x.item() for x in losses), "pp")
+
     def loss(self, batch: Batch, n_labels: int) -> torch.Tensor:
         """Sum of token losses / n_labels: micro-batches of one step add up to the step's mean loss."""
         return self.token_loss_sum(self.model, batch) / max(n_labels, 1)
@@ -186,7 +207,10 @@ class Trainer:
         total, count = 0.0, 0
         for full in self.val_batches:
             b = full if plain else self.local_rows(full)
-            total += self.token_loss_sum(model, b, parallel=not plain).item()
+            if self.pipeline is not None and not plain:
+                total += self._pipeline_step(b, 1.0, train=False)
+            else:
+                total += self.token_loss_sum(model, b, parallel=not plain).item()
             count += full.n_labels
         model.train(was_training)
         return (total if plain else self.par.sum(total)) / max(count, 1)
@@ -220,17 +244,20 @@ class Trainer:
         # FSDP averages gradients over its ranks; scaling by their count turns the mean into the sum
         # of every rank's share of sum(token losses) / n_labels: the single-process gradient.
         scale = self.par.dims.dp * self.par.dims.cp
-        loss = 0.0
-        for b in batches:
-            micro = self.loss(b, n_labels)
-            (micro * scale).backward()  # grads accumulate in the fp32 parameters' .grad
-            loss += micro.item()
+        if self.pipeline is not None:
+            loss = self._pipeline_step(mine, scale / max(n_labels, 1)) / scale
+        else:
+            loss = 0.0
+            for b in batches:
+                micro = self.loss(b, n_labels)
+                (micro * scale).backward()  # grads accumulate in the fp32 parameters' .grad
+                loss += micro.item()
         loss = self.par.sum(loss)
         lr = self.current_lr()
         reason = self._guard(loss)
         grad_norm = float("nan")
         if reason is None:
-            grad_norm = clip_grad_norm(self.model.parameters(), self.cfg.optim.grad_clip)
+            grad_norm = clip_grad_norm(self.model.parameters(), self.cfg.optim.grad_clip, self.par.group("pp"))
             reason = None if math.isfinite(grad_norm) else "nonfinite_grad"
         if reason is None:
             for g in self.optim.param_groups:
@@ -389,7 +416,15 @@ class Trainer:
         if len(hay) < length:
             log.warning("needle probe skipped: %d held-out tokens, %d needed", len(hay), length)
             return None
-        return needle_probe(self.model, tok, hay, length, seed=self.state.step)
+        if self.par.mesh is None:
+            return needle_probe(self.model, tok, hay, length, seed=self.state.step)
+        # Sharded or pipelined: generate with an unsharded copy on rank 0 and share the verdict.
+        state = self.full_state()
+        result = None
+        if self.par.is_main:
+            plain = build_from_state_dict(self.model_cfg, state, "needle probe").to(self.device)
+            result = needle_probe(plain, tok, hay, length, seed=self.state.step)
+        return self.par.broadcast(result)
 
     def _maybe_snapshot(self) -> None:
         """Keep evenly spaced annealing weights for the Polyak average (safetensors, model only)."""
@@ -413,8 +448,16 @@ class Trainer:
             return {n: t.detach().cpu().contiguous() for n, t in self.model.state_dict().items()}
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return {n: t.contiguous() for n, t in get_model_state_dict(self.model, options=options).items()}
+        if self.pipeline is None:
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            return {n: t.contiguous() for n, t in get_model_state_dict(self.model, options=options).items()}
+        # Each pipeline stage gathers its own part, then rank 0 collects the parts.
+        options = StateDictOptions(full_state_dict=True)
+        part = {n: t.detach().cpu().contiguous() for n, t in get_model_state_dict(self.model, options=options).items()}
+        merged: dict[str, torch.Tensor] = {}
+        for p in self.par.gather_to_main(part):
+            merged.update(p)
+        return merged
 
     # ------------------------------------------------------------------------------------------------
     def fit(self) -> dict:

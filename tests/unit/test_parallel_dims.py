@@ -33,3 +33,15 @@ def test_bad_model_splits() -> None:
     d = ParallelDims.resolve(ParallelConfig(cp=3, dp_shard=1), 3)
     with pytest.raises(ValueError, match="sequence length 8192 is not divisible by 2·cp = 6"):
         d.check_model(get_preset("8B"), [8192])
+
+
+def test_pipeline_split_even_and_with_lighter_ends() -> None:
+    from herd.parallel.pp import split_layers
+
+    assert split_layers(4, 2) == [[0, 1], [2, 3]]
+    assert [len(s) for s in split_layers(10, 4)] == [3, 3, 2, 2]
+    # Llama 3 405B: 126 layers on 16 stages, first and last one layer lighter [P §3.3.2].
+    sizes = [len(s) for s in split_layers(126, 16, lighter_ends=True)]
+    assert sizes == [7] + [8] * 14 + [7] and sum(sizes) == 126
+    with pytest.raises(ValueError, match="leaves a stage without layers"):
+        split_layers(1, 2)
