@@ -46,3 +46,15 @@ class Streamer:
         if not text.endswith("\ufffd"):  # an incomplete UTF-8 sequence decodes to U+FFFD: wait
             self.print(text[len(self.shown) :], end="", flush=True)
             self.shown = text
+
+
+def add_config_args(p: argparse.ArgumentParser, example: str) -> None:
+    """A stage command's arguments: one TOML config and dotted overrides (`optim.lr=3e-4 parallel.tp=2`)."""
+    p.add_argument("config", help=f"TOML config ({example}); /dev/null for defaults")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. a.b=c (unknown keys are errors)")
+
+
+def load_args_config(cls: type, args: argparse.Namespace):
+    from herd.core.config import load_config
+
+    return load_config(cls, args.config, args.overrides)

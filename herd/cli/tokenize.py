@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from herd.cli.common import add_config_args, load_args_config
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tokenize", help="documents → token shards (.bin + document index) with a manifest")
-    p.add_argument("config", help="TOML config (configs/tokenize/*.toml)")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. out=runs/tok workers=4")
+    add_config_args(p, "configs/tokenize/*.toml")
     p.set_defaults(func=tokenize_command)
 
 
 def tokenize_command(args: argparse.Namespace) -> int:
-    from herd.core.config import load_config
     from herd.data.tokenize import TokenizeConfig, tokenize
 
-    m = tokenize(load_config(TokenizeConfig, args.config, args.overrides))
+    m = tokenize(load_args_config(TokenizeConfig, args))
     print(f"{m.counts['kept']:,} documents, {sum(m.counts['tokens'].values()):,} tokens → {m.config['out']}")
     return 0
