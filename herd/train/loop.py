@@ -133,10 +133,7 @@ class Trainer:
         return model
 
     def _pipeline_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        loss = F.cross_entropy(
-            logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-        )
-        return loss * self._loss_scale
+        return summed_token_loss(logits, labels) * self._loss_scale
 
     def _token_weights(self) -> dict[str, float]:
         """Default mix: each source in proportion to its tokens (natural sampling)."""
@@ -181,9 +178,7 @@ class Trainer:
         kwargs, labels = self.model_inputs(b, parallel)
         with autocast(self.device, self.dtype):
             logits = model(**kwargs)
-        return F.cross_entropy(
-            logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-        )
+        return summed_token_loss(logits, labels)
 
     def _pipeline_step(self, b: Batch, loss_scale: float, train: bool = True) -> float:
         """All micro-batches through the pipeline; the summed losses, known on the last stage, go to all."""
@@ -573,6 +568,11 @@ class Trainer:
         if src is not None:
             for d in exports:
                 shutil.copyfile(src, d / "tokenizer.model")
+
+
+def summed_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Σ cross-entropy over the labelled tokens, computed in fp32 whatever the logits' dtype."""
+    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
 
 
 def unigram_entropy(sources: dict[str, list[Path]]) -> float:
