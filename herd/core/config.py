@@ -207,9 +207,7 @@ def _convert_union(tp: Any, args: tuple, value: Any, ctx: _Ctx, key: str) -> Any
         return None
     rest = [a for a in args if a is not type(None)]
     inner = rest[0]
-    if len(rest) == 1 and (
-        dataclasses.is_dataclass(inner) or get_origin(inner) in (list, tuple, dict, Literal)
-    ):
+    if len(rest) == 1 and (dataclasses.is_dataclass(inner) or get_origin(inner) in (list, tuple, dict, Literal)):
         return _convert(inner, value, ctx, key)  # `X | None`: X's own message names the exact bad item
     for arg in args:
         if arg is type(None):
@@ -324,9 +322,7 @@ def to_dict(cfg: Any) -> Any:
     A field whose default is not None but is set to None therefore reloads as its default.
     """
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        return {
-            f.name: to_dict(v) for f in dataclasses.fields(cfg) if (v := getattr(cfg, f.name)) is not None
-        }
+        return {f.name: to_dict(v) for f in dataclasses.fields(cfg) if (v := getattr(cfg, f.name)) is not None}
     if isinstance(cfg, Mapping):
         return {str(k): to_dict(v) for k, v in cfg.items() if v is not None}
     if isinstance(cfg, list | tuple):

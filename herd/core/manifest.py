@@ -195,9 +195,7 @@ def _counts(stage: str, result: Any) -> dict[str, Any]:
     if result is None:
         return {}
     if not isinstance(result, Mapping):
-        raise TypeError(
-            f"stage {stage!r}: fn must return a dict of counts or None, got {type(result).__name__}"
-        )
+        raise TypeError(f"stage {stage!r}: fn must return a dict of counts or None, got {type(result).__name__}")
     return dict(result)
 
 

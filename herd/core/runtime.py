@@ -51,9 +51,7 @@ def _check_cuda(name: str, device: torch.device) -> None:
     if not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available here")
     if device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(
-            f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
-        )
+        raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
 
 
 def pick_dtype(name: str, device: torch.device | str = "cpu") -> torch.dtype:
