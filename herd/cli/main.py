@@ -21,7 +21,10 @@ COMMANDS = (
     "pretrain",
     "average",
     "curate",
+    "eval",
+    "posttrain",
     "demo",
+    "scaling",
 )
 
 

@@ -1,0 +1,169 @@
+"""Rejection sampling: K samples per prompt from the policy, the reward model keeps the best [P §4.2.2].
+
+The prompt is prefilled once and its KV cache rows are copied K times before decoding, the CPU analogue
+of the paper's shared prompt KV pages in PagedAttention (>2× throughput there). Steering system prompts,
+used in later rounds to shape tone and format, are optional.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from herd.model import Transformer, generate
+from herd.model.cache import KVCache
+from herd.model.generate import sample_next
+from herd.posttrain.data import Preference
+from herd.posttrain.reward import RewardModel, score
+from herd.tokenizer.chat import ChatFormatLike
+
+
+@dataclass
+class RSConfig:
+    k: int = 10  # samples per prompt; 10–30 in the paper [P §4.2.2]
+    max_prompts: int = 64
+    max_new_tokens: int = 48
+    temperature: float = 1.0
+    top_p: float = 0.95
+    prompts_per_batch: int = 8
+    shared_prefill: bool = True
+    system_prompts: list[str] = field(default_factory=list)  # steering prompts, cycled over the prompts
+    seed: int = 0
+
+
+@torch.inference_mode()
+def sample_k(
+    model: Transformer,
+    prompts: Sequence[Sequence[int]],
+    k: int,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    stop_ids: Sequence[int] = (),
+    seed: int | None = None,
+) -> list[list[list[int]]]:
+    """K continuations per prompt: prefill each prompt once, copy its cache rows K times, decode B·K rows."""
+    device = model.tok_embeddings.weight.device
+    lengths = torch.tensor([len(p) for p in prompts], device=device)
+    longest = int(lengths.max())
+    tokens = torch.zeros(len(prompts), longest, dtype=torch.long, device=device)
+    for i, p in enumerate(prompts):
+        tokens[i, longest - len(p) :] = torch.as_tensor(p, dtype=torch.long)
+    limit = min(max_new_tokens, model.cfg.max_seq_len - longest)
+    dtype = model.tok_embeddings.weight.dtype
+    cache = KVCache(model.cfg, len(prompts), longest + limit, pad=longest - lengths, dtype=dtype, device=device)
+    hidden = model(tokens, cache=cache, return_hidden=True)[:, -1:]  # (B, 1, dim): the one prefill
+    logits = F.linear(hidden, model.output_weight())[:, -1].repeat_interleave(k, 0)  # (B·K, V)
+    expand_cache(cache, k)
+    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    out = _decode(model, cache, logits, limit, temperature, top_p, stop_ids, generator)
+    return [out[i * k : (i + 1) * k] for i in range(len(prompts))]
+
+
+def expand_cache(cache: KVCache, k: int) -> None:
+    """Repeat every row of a filled cache k times in place (row i → rows i·k .. i·k+k-1)."""
+    cache.k = [t.repeat_interleave(k, 0) for t in cache.k]
+    cache.v = [t.repeat_interleave(k, 0) for t in cache.v]
+    cache.pad = cache.pad.repeat_interleave(k, 0)
+
+
+def _decode(model, cache, logits, limit, temperature, top_p, stop_ids, generator) -> list[list[int]]:
+    device = logits.device
+    stops = torch.tensor(list(stop_ids) or [-1], device=device)
+    done = torch.zeros(logits.shape[0], dtype=torch.bool, device=device)
+    out: list[list[int]] = [[] for _ in range(logits.shape[0])]
+    for _ in range(limit):
+        nxt = sample_next(logits, temperature, top_p, generator)
+        done |= torch.isin(nxt, stops)
+        finished = done.tolist()
+        for row, tok in enumerate(nxt.tolist()):
+            if not finished[row]:
+                out[row].append(tok)
+        if all(finished) or cache.pos >= cache.max_len:
+            break
+        logits = model(nxt[:, None], cache=cache)[:, -1]
+    return out
+
+
+def sample_naive(model: Transformer, prompts: Sequence[Sequence[int]], k: int, **kw: Any) -> list[list[list[int]]]:
+    """The baseline: every sample prefills its own copy of the prompt."""
+    flat = generate(model, [p for p in prompts for _ in range(k)], **kw)
+    return [flat[i * k : (i + 1) * k] for i in range(len(prompts))]
+
+
+def with_system(prompt: list[dict[str, str]], system_prompts: Sequence[str], i: int) -> list[dict[str, str]]:
+    if not system_prompts or prompt[0]["role"] == "system":
+        return prompt
+    return [{"role": "system", "content": system_prompts[i % len(system_prompts)]}, *prompt]
+
+
+def rejection_sample(
+    policy: Transformer, rm: RewardModel, chat: ChatFormatLike, rows: Sequence[Mapping[str, Any]], cfg: RSConfig
+) -> dict[str, Any]:
+    """Best-of-K per prompt by RM score. Returns the kept dialogs, verifiable preference pairs, and stats."""
+    stop_ids = sorted(chat.tokenizer.stop_ids)
+    end = end_token(chat)
+    rows = list(rows)[: cfg.max_prompts]
+    kept, new_prefs, best_scores, all_scores = [], [], [], []
+    n_tokens, start = 0, time.perf_counter()
+    sampler = sample_k if cfg.shared_prefill else sample_naive
+    for i in range(0, len(rows), cfg.prompts_per_batch):
+        chunk = rows[i : i + cfg.prompts_per_batch]
+        msgs = [with_system(r["prompt"], cfg.system_prompts, i + j) for j, r in enumerate(chunk)]
+        prompts = [chat.encode_prompt(m) for m in msgs]
+        kw = dict(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
+        samples = sampler(policy, prompts, cfg.k, stop_ids=stop_ids, seed=cfg.seed + i, **kw)
+        for row, m, p, outs in zip(chunk, msgs, prompts, samples):
+            n_tokens += sum(len(o) for o in outs)
+            responses = [[*o, end] for o in outs]  # scored as the finished turn the RM was trained on
+            scores = score(rm, [p] * len(outs), responses)
+            best = max(range(len(outs)), key=scores.__getitem__)
+            texts = [chat.decode_message(o)["content"] for o in outs]
+            kept.append(
+                {"messages": [*m, {"role": "assistant", "content": texts[best]}], "source": "rs", "score": scores[best]}
+            )
+            best_scores.append(scores[best])
+            all_scores.append(sum(scores) / len(scores))
+            if (pair := verified_pair(row, texts)) is not None:
+                new_prefs.append(pair)
+    seconds = time.perf_counter() - start
+    n_samples = len(rows) * cfg.k
+    return {
+        "kept": kept,
+        "prefs": new_prefs,
+        "stats": {
+            "prompts": len(rows),
+            "k": cfg.k,
+            "best_of_k_mean_score": sum(best_scores) / max(len(best_scores), 1),
+            "all_samples_mean_score": sum(all_scores) / max(len(all_scores), 1),
+            "samples_per_s": n_samples / seconds,
+            "tokens_per_s": n_tokens / seconds,
+            "verified_pairs": len(new_prefs),
+        },
+    }
+
+
+def end_token(chat: ChatFormatLike) -> int:
+    """The token that ends an assistant turn in this chat format (the last trained token of a reply)."""
+    tokens, mask = chat.encode_dialog([{"role": "user", "content": "x"}, {"role": "assistant", "content": "x"}])
+    return tokens[max(i for i, m in enumerate(mask) if m)]
+
+
+_NUMBER = re.compile(r"-?\d+")
+
+
+def verified_pair(row: Mapping[str, Any], texts: Sequence[str]) -> Preference | None:
+    """For arithmetic prompts: a sample with the right final number vs one without, checked, not judged."""
+    if "answer" not in row:
+        return None
+    right = [t for t in texts if (n := _NUMBER.findall(t)) and int(n[-1]) == row["answer"]]
+    wrong = [t for t in texts if t.strip() and t not in right]
+    if not right or not wrong:
+        return None
+    return Preference(list(row["prompt"]), [right[0], wrong[0]], "significantly_better", "rs-verified")

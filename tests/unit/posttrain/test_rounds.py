@@ -1,0 +1,35 @@
+"""A tiny 2-round `herd posttrain` run end to end, then a rerun that skips every stage (resume per stage)."""
+
+from __future__ import annotations
+
+import json
+
+from herd.cli.main import main
+
+
+def _overrides(tmp_path):
+    return [
+        f"out={tmp_path / 'run'}", f"bundle.out={tmp_path / 'bundle'}", "bundle.n_arithmetic=60",
+        "bundle.n_chatterbot_prefs=20",
+        "bundle.max_chatterbot_dialogs=60", "bundle.vocab_size=600", "base.dim=32", "base.warmup_steps=3",
+        "rounds=2", "threads=1", "held_out_fraction=0.2", "rm.lr=1e-3", "rm.max_steps=3", "rm.max_len=96",
+        "rs.k=3", "rs.max_prompts=4", "rs.max_new_tokens=4", "sft.max_steps=3", "sft.seq_len=128",
+        "dpo.max_steps=3", "dpo.max_len=96",
+    ]  # fmt: skip
+
+
+def test_two_rounds_then_resume(tmp_path, capsys):
+    assert main(["posttrain", "configs/posttrain/toy.toml", *_overrides(tmp_path)]) == 0
+    run = tmp_path / "run"
+    for r in (1, 2):
+        for stage in ("rm", "rs", "sft", "dpo"):
+            assert (run / f"round-{r}" / stage / "MANIFEST.json").is_file()
+        assert json.loads((run / f"round-{r}" / "MANIFEST.json").read_text())["stage"] == "posttrain-round"
+    assert "best-of-3 mean RM score" in capsys.readouterr().out
+    created = {p: json.loads(p.read_text())["created"] for p in run.glob("round-*/*/MANIFEST.json")}
+    # Remove one stage: the rerun redoes it and what depends on it, and skips the rest.
+    (run / "round-2" / "dpo" / "MANIFEST.json").unlink()
+    assert main(["posttrain", "configs/posttrain/toy.toml", *_overrides(tmp_path)]) == 0
+    again = {p: json.loads(p.read_text())["created"] for p in run.glob("round-*/*/MANIFEST.json")}
+    changed = {p.parent.relative_to(run).as_posix() for p in again if again[p] != created.get(p)}
+    assert changed == {"round-2/dpo"}
