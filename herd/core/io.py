@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 BLOCK = 1 << 20
 MANIFEST_NAME = "MANIFEST.json"
@@ -118,3 +120,22 @@ def list_files(folder: str | Path) -> list[str]:
             if name != MANIFEST_NAME:
                 out.append((Path(root) / name).relative_to(folder).as_posix())
     return sorted(out)
+
+
+def iter_jsonl(
+    path: str | Path, opener: Callable[[Path], IO[str]] | None = None, error: type[ValueError] = ValueError
+) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of a JSONL file; a bad line raises `error` naming
+    `path:line`. `opener` reads compressed files (it must return a text stream)."""
+    path = Path(path)
+    with opener(path) if opener else open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise error(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(row, dict):
+                raise error(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            yield lineno, row

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import gzip
 import io
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from herd.core.io import iter_jsonl
 
 # Document fields kept at the top level of a record; everything else lives in `metadata`.
 TOP_FIELDS = ("source", "language", "url")
@@ -100,17 +101,10 @@ def _read_file(path: Path) -> Iterator[dict[str, Any]]:
             for i, row in enumerate(batch.to_pylist()):
                 yield _normalize(row, f"{path.stem}/{i}")
     elif name.endswith(_JSONL_SUFFIXES):
-        with open_text(path) as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                    raise ValueError(f"{path}:{lineno}: field 'text' missing or not a string")
-                yield _normalize(row, f"{path.name}/{lineno}")
+        for lineno, row in iter_jsonl(path, opener=open_text):
+            if not isinstance(row.get("text"), str):
+                raise ValueError(f"{path}:{lineno}: field 'text' missing or not a string")
+            yield _normalize(row, f"{path.name}/{lineno}")
     else:
         text = path.read_text(encoding="utf-8", errors="replace")
         yield {

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from herd.core.io import iter_jsonl
 from herd.eval.data import literal, read_arrow, read_requests
 
 Kind = Literal["mc", "gen", "code"]
@@ -394,21 +395,12 @@ def load_jsonl_task(path: str | Path, name: str = "", kind: Kind | None = None) 
         raise FileNotFoundError(f"{path}: no such task file")
     examples: list[Any] = []
     options: dict[str, Any] = {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-            if "_task" in row:  # an optional first line of task options: {"_task": {"metric": ..., "stop": ...}}
-                options = dict(row["_task"])
-                continue
-            kind = kind or _infer_kind(row)
-            examples.append(_jsonl_example(row, kind, f"{path}:{n}", len(examples)))
+    for n, row in iter_jsonl(path):
+        if "_task" in row:  # an optional first line of task options: {"_task": {"metric": ..., "stop": ...}}
+            options = dict(row["_task"])
+            continue
+        kind = kind or _infer_kind(row)
+        examples.append(_jsonl_example(row, kind, f"{path}:{n}", len(examples)))
     if not examples:
         raise ValueError(f"{path}: no examples")
     assert kind is not None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from herd.core.io import atomic_write_text
+from herd.core.io import atomic_write_text, iter_jsonl
 
 ROLES = ("system", "user", "assistant", "ipython", "tool")
 STRENGTHS = ("significantly_better", "better", "slightly_better", "marginally_better")
@@ -51,17 +51,7 @@ class Preference:
 
 
 def _rows(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            yield lineno, row
+    return iter_jsonl(path, error=DataError)
 
 
 def check_messages(messages: Any, where: str, key: str = "messages") -> list[dict[str, str]]:
