@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from herd.cli.common import add_config_args, load_args_config
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("scaling", help="IsoFLOP sweeps, compute-optimal fits, downstream forecasts [P §3.2.1]")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     s = verbs.add_parser("sweep", help="train every (budget, size) run not yet done; resumable, parallel-safe")
-    s.add_argument("config", help="TOML config (configs/scaling/*.toml)")
-    s.add_argument("overrides", nargs="*", help="dotted overrides, e.g. workers=2 budgets=[1e12,2e12]")
+    add_config_args(s, "configs/scaling/*.toml")
     s.add_argument("--workers", type=int, default=None, help="runs trained at once (default: the config's)")
     s.set_defaults(func=sweep_command)
     f = verbs.add_parser("fit", help="fit IsoFLOP minima, the power law and the two-stage forecast; write PNGs")
-    f.add_argument("config", help="the sweep's TOML config")
-    f.add_argument("overrides", nargs="*")
+    add_config_args(f, "the sweep's configs/scaling/*.toml")
     f.add_argument("--boot", type=int, default=1000, help="bootstrap draws for the CIs")
     f.set_defaults(func=fit_command)
     a = verbs.add_parser("paper", help="the paper's constants at its flagship budget, and the known discrepancy")
@@ -25,12 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def sweep_command(args: argparse.Namespace) -> int:
     import time
 
-    from herd.core.config import load_config
     from herd.scaling.config import ScalingConfig
     from herd.scaling.sweep import run_sweep
 
     start = time.perf_counter()
-    results = run_sweep(load_config(ScalingConfig, args.config, args.overrides), args.workers)
+    results = run_sweep(load_args_config(ScalingConfig, args), args.workers)
     print(f"{len(results)} runs finished; sweep took {time.perf_counter() - start:.0f}s")
     for r in sorted(results, key=lambda r: (r["budget"], r["params"])):
         nll = f"  nll_norm {r['nll_norm']:.3f}  acc {r['accuracy']:.3f}" if "nll_norm" in r else ""
@@ -41,11 +40,10 @@ def sweep_command(args: argparse.Namespace) -> int:
 
 
 def fit_command(args: argparse.Namespace) -> int:
-    from herd.core.config import load_config
     from herd.scaling.analyze import analyze, format_report
     from herd.scaling.config import ScalingConfig
 
-    report = analyze(load_config(ScalingConfig, args.config, args.overrides), n_boot=args.boot)
+    report = analyze(load_args_config(ScalingConfig, args), n_boot=args.boot)
     print(format_report(report))
     return 0
 
