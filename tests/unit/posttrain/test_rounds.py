@@ -26,10 +26,12 @@ def test_two_rounds_then_resume(tmp_path, capsys):
             assert (run / f"round-{r}" / stage / "MANIFEST.json").is_file()
         assert json.loads((run / f"round-{r}" / "MANIFEST.json").read_text())["stage"] == "posttrain-round"
     assert "best-of-3 mean RM score" in capsys.readouterr().out
-    created = {p: json.loads(p.read_text())["created"] for p in run.glob("round-*/*/MANIFEST.json")}
+    # File times in nanoseconds: a redone stage is written anew (a renamed temp folder); the manifests'
+    # own `created` field has one-second resolution, too coarse for stages this small.
+    created = {p: p.stat().st_mtime_ns for p in run.glob("round-*/*/MANIFEST.json")}
     # Remove one stage: the rerun redoes it and what depends on it, and skips the rest.
     (run / "round-2" / "dpo" / "MANIFEST.json").unlink()
     assert main(["posttrain", "configs/posttrain/toy.toml", *_overrides(tmp_path)]) == 0
-    again = {p: json.loads(p.read_text())["created"] for p in run.glob("round-*/*/MANIFEST.json")}
+    again = {p: p.stat().st_mtime_ns for p in run.glob("round-*/*/MANIFEST.json")}
     changed = {p.parent.relative_to(run).as_posix() for p in again if again[p] != created.get(p)}
     assert changed == {"round-2/dpo"}
