@@ -53,6 +53,12 @@ class KVCache:
         visible |= keys[None, None, :] == slots[None, :, None]
         return positions, visible[:, None]  # (B, T), (B, 1, T, S)
 
+    def repeat_rows(self, n: int) -> None:
+        """Repeat every row n times in place (row i → rows i·n .. i·n+n−1): one prefill, n continuations."""
+        self.k = [t.repeat_interleave(n, 0) for t in self.k]
+        self.v = [t.repeat_interleave(n, 0) for t in self.v]
+        self.pad = self.pad.repeat_interleave(n, 0)
+
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         end = self.pos + self._new
         self.k[layer][:, :, self.pos : end] = k

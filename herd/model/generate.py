@@ -36,12 +36,14 @@ def generate(
     stop_ids: Sequence[int] = (),
     seed: int | None = None,
     on_token: Callable[[int, int], None] | None = None,
+    num_samples: int = 1,
 ) -> list[list[int]]:
     """Continue each prompt; return the new tokens per prompt, cut before the first stop token.
 
     Prompts of different lengths are left-padded into one batch and prefilled in one forward pass;
     each row then sees exactly the positions and keys it would see alone. `on_token(row, token)` is
-    called for every kept token as it is produced (streaming).
+    called for every kept token as it is produced (streaming). `num_samples` > 1 prefills each prompt once
+    and decodes that many continuations of it (rejection sampling [P §4.2.2]); rows come prompt by prompt.
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("generate: every prompt needs at least one token")
@@ -61,12 +63,15 @@ def generate(
         device=device,
     )
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
-    stops = torch.tensor(list(stop_ids) or [-1], device=device)
-    done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
-    out: list[list[int]] = [[] for _ in prompts]
     # Prefill: only the last position's logits are needed; projecting all T would build (B, T, V).
     hidden = model(tokens, cache=cache, return_hidden=True)[:, -1:]  # (B, 1, dim)
     logits = F.linear(hidden, model.output_weight())[:, -1]  # (B, V)
+    if num_samples > 1:
+        logits = logits.repeat_interleave(num_samples, 0)  # (B·n, V)
+        cache.repeat_rows(num_samples)
+    stops = torch.tensor(list(stop_ids) or [-1], device=device)
+    done = torch.zeros(logits.shape[0], dtype=torch.bool, device=device)
+    out: list[list[int]] = [[] for _ in range(logits.shape[0])]
     for _ in range(limit):
         nxt = sample_next(logits, temperature, top_p, generator)  # (B,)
         done |= torch.isin(nxt, stops)

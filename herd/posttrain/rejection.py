@@ -14,11 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from herd.model import Transformer, generate
-from herd.model.cache import KVCache
-from herd.model.generate import sample_next
 from herd.posttrain.data import Preference
 from herd.posttrain.reward import RewardModel, score
 from herd.tokenizer.chat import ChatFormatLike
@@ -49,46 +46,8 @@ def sample_k(
     seed: int | None = None,
 ) -> list[list[list[int]]]:
     """K continuations per prompt: prefill each prompt once, copy its cache rows K times, decode B·K rows."""
-    device = model.tok_embeddings.weight.device
-    lengths = torch.tensor([len(p) for p in prompts], device=device)
-    longest = int(lengths.max())
-    tokens = torch.zeros(len(prompts), longest, dtype=torch.long, device=device)
-    for i, p in enumerate(prompts):
-        tokens[i, longest - len(p) :] = torch.as_tensor(p, dtype=torch.long)
-    limit = min(max_new_tokens, model.cfg.max_seq_len - longest)
-    dtype = model.tok_embeddings.weight.dtype
-    cache = KVCache(model.cfg, len(prompts), longest + limit, pad=longest - lengths, dtype=dtype, device=device)
-    hidden = model(tokens, cache=cache, return_hidden=True)[:, -1:]  # (B, 1, dim): the one prefill
-    logits = F.linear(hidden, model.output_weight())[:, -1].repeat_interleave(k, 0)  # (B·K, V)
-    expand_cache(cache, k)
-    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
-    out = _decode(model, cache, logits, limit, temperature, top_p, stop_ids, generator)
-    return [out[i * k : (i + 1) * k] for i in range(len(prompts))]
-
-
-def expand_cache(cache: KVCache, k: int) -> None:
-    """Repeat every row of a filled cache k times in place (row i → rows i·k .. i·k+k-1)."""
-    cache.k = [t.repeat_interleave(k, 0) for t in cache.k]
-    cache.v = [t.repeat_interleave(k, 0) for t in cache.v]
-    cache.pad = cache.pad.repeat_interleave(k, 0)
-
-
-def _decode(model, cache, logits, limit, temperature, top_p, stop_ids, generator) -> list[list[int]]:
-    device = logits.device
-    stops = torch.tensor(list(stop_ids) or [-1], device=device)
-    done = torch.zeros(logits.shape[0], dtype=torch.bool, device=device)
-    out: list[list[int]] = [[] for _ in range(logits.shape[0])]
-    for _ in range(limit):
-        nxt = sample_next(logits, temperature, top_p, generator)
-        done |= torch.isin(nxt, stops)
-        finished = done.tolist()
-        for row, tok in enumerate(nxt.tolist()):
-            if not finished[row]:
-                out[row].append(tok)
-        if all(finished) or cache.pos >= cache.max_len:
-            break
-        logits = model(nxt[:, None], cache=cache)[:, -1]
-    return out
+    flat = generate(model, prompts, max_new_tokens, temperature, top_p, stop_ids, seed, num_samples=k)
+    return [flat[i * k : (i + 1) * k] for i in range(len(prompts))]
 
 
 def sample_naive(model: Transformer, prompts: Sequence[Sequence[int]], k: int, **kw: Any) -> list[list[list[int]]]:

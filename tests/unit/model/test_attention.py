@@ -70,3 +70,13 @@ def test_top_p_keeps_only_the_nucleus() -> None:
     g = torch.Generator().manual_seed(0)
     draws = {int(sample_next(logits, 1.0, 0.7, g)) for _ in range(300)}
     assert draws == {0, 1}  # 0.5 + 0.3 reaches 0.7; tokens 2 and 3 are outside the nucleus
+
+
+def test_num_samples_prefills_once_and_matches_repeated_prompts() -> None:
+    model = build_model(tiny_config(), seed=10).eval()
+    prompts = [[5, 6, 7], [8, 9, 10, 11, 12]]
+    shared = generate(model, prompts, max_new_tokens=12, num_samples=3)
+    naive = generate(model, [p for p in prompts for _ in range(3)], max_new_tokens=12)
+    assert len(shared) == 6 and shared == naive  # greedy: every copy continues identically
+    sampled = generate(model, prompts, max_new_tokens=12, temperature=1.0, seed=0, num_samples=3)
+    assert len({tuple(s) for s in sampled[:3]}) > 1  # sampled copies diverge
