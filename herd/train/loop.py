@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from herd.core.config import save_resolved
 from herd.core.logging import get_logger, progress
+from herd.core.manifest import Manifest
 from herd.core.runtime import autocast, pick_device, pick_dtype, seed_everything
 from herd.data.loader import IGNORE_INDEX, Batch, MixSchedule, TokenLoader, split_sources
 from herd.data.shards import TokenShard
@@ -456,6 +457,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------
     def fit(self) -> dict:
+        self._start = time.perf_counter()
         resumed = self.resume()
         cfg = self.cfg
         total = cfg.schedule.max_steps or None
@@ -528,6 +530,12 @@ class Trainer:
         boundaries.update({f"seq {s.seq_len}": s.after_tokens for s in self.ramp.stages[1:]})
         plot_run(self.run_dir, boundaries)
         self.metrics.close()
+        # Like every stage: inputs (the token shards, with their own manifest's hash: lineage), the resolved
+        # config, counts and outputs. Reruns resume from checkpoints rather than skip by manifest.
+        counts = {k: summary[k] for k in ("steps", "tokens", "skipped", "rollbacks")}
+        Manifest.write(
+            self.run_dir, "pretrain", [self.cfg.data.shards], self.cfg, counts, time.perf_counter() - self._start
+        )
         self.par.barrier()
         return summary
 

@@ -123,6 +123,9 @@ def test_learns_below_unigram_entropy_and_exports(token_dir, tmp_path) -> None:
         assert (tmp_path / export / "tokenizer.model").is_file() and model.cfg.vocab_size == 1024
     assert (tmp_path / "loss.png").stat().st_size > 10_000
     assert (tmp_path / "config.resolved.toml").is_file()
+    manifest = json.loads((tmp_path / "MANIFEST.json").read_text())
+    assert manifest["stage"] == "pretrain" and manifest["counts"]["steps"] == 102
+    assert manifest["inputs"][0]["manifest"] is not None  # lineage: the token shards' own manifest
 
 
 def test_long_context_stage_gates_and_rope(token_dir, tmp_path) -> None:
