@@ -18,7 +18,7 @@ from herd.core.logging import get_logger, progress
 from herd.core.manifest import Manifest, run_stage
 from herd.data.shards import write_shard
 from herd.tokenizer import load_tokenizer
-from herd.tokenizer.corpus import _files, iter_documents
+from herd.tokenizer.corpus import iter_documents, iter_files
 
 log = get_logger(__name__)
 
@@ -82,7 +82,7 @@ def tokenize(cfg: TokenizeConfig) -> Manifest:
         tasks = [
             (source, i, str(f), str(tmp), cfg)
             for source, paths in sorted(cfg.sources.items())
-            for i, f in enumerate(_files(paths))
+            for i, f in enumerate(iter_files(paths))
         ]
         totals: dict[str, Counter] = {}
         with progress() as bar, ProcessPoolExecutor(max(1, cfg.workers)) as pool:

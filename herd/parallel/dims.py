@@ -19,7 +19,7 @@ class ParallelConfig:
     tp: int = 1  # tensor parallel (must divide the KV heads)
     cp: int = 1  # context parallel (sequence in 2·cp chunks)
     pp: int = 1  # pipeline stages
-    pp_schedule: str = "1F1B"  # 1F1B | GPipe | Interleaved1F1B
+    pp_schedule: str = "1F1B"  # 1F1B | GPipe (interleaved schedules: not yet)
     pp_microbatches: int = 0  # 0: pp
     pp_lighter_ends: bool = False  # first and last stage one layer lighter (the paper's split)
     reshard_after_forward: bool = False  # False: the paper's mode (no weight re-gather in backward)

@@ -124,7 +124,7 @@ def _train_one(model: Transformer, batches: list[Batch], lr: float, cfg: SFTConf
     for batch in batches:
         loss = batch_loss(model, batch)
         step(optim, model, loss)
-        losses.append(float(loss))
+        losses.append(loss.item())
         tokens += batch.inputs.numel()
     seconds = time.perf_counter() - start
     model.eval()

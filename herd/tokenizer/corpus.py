@@ -30,7 +30,7 @@ def iter_documents(
 ) -> Iterator[Document]:
     """Documents from files or folders (searched recursively), stopping after `max_chars` if set."""
     seen = 0
-    for file in _files(paths):
+    for file in iter_files(paths):
         for doc in _read(file, text_key, language):
             yield doc
             seen += len(doc.text)
@@ -38,7 +38,7 @@ def iter_documents(
                 return
 
 
-def _files(paths: Iterable[str | Path]) -> Iterator[Path]:
+def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     for p in map(Path, paths):
         if p.is_dir():
             yield from sorted(f for f in p.rglob("*") if f.is_file() and _readable(f))
