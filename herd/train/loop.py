@@ -94,13 +94,18 @@ class Trainer:
         seq_lens = [s.seq_len for s in cfg.ramp.stages] + [lc.seq_len for lc in cfg.long_context]
         self.par.dims.check_model(self.model_cfg, seq_lens)
         self.model = self._build_model()
+        # Compiled, the fp32 upcast fuses into the log-softmax: the (tokens × vocab) fp32 logits are never
+        # written out (7% of a 1B step on an H100, benchmarks/train_gpu.py). TP logits are DTensors: eager.
+        compile_loss = cfg.runtime.compile and self.par.dims.tp == 1
+        self.token_loss = torch.compile(summed_token_loss) if compile_loss else summed_token_loss
         self.optim = torch.optim.AdamW(
             self.model.parameters(),
             lr=cfg.optim.lr,
             betas=cfg.optim.betas,
             eps=cfg.optim.eps,
             weight_decay=cfg.optim.weight_decay,
-            foreach=True,
+            # One fused CUDA kernel for the whole update on GPUs; CPUs have no fused AdamW kernel.
+            **({"fused": True} if self.device.type == "cuda" else {"foreach": True}),
         )
         self.lr_schedule, self.ramp = cfg.lr_schedule(), cfg.ramp_schedule()
         self.main_mix = cfg.mix_schedule(self._token_weights())
@@ -134,7 +139,7 @@ class Trainer:
         return model
 
     def _pipeline_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return summed_token_loss(logits, labels) * self._loss_scale
+        return self.token_loss(logits, labels) * self._loss_scale
 
     def _token_weights(self) -> dict[str, float]:
         """Default mix: each source in proportion to its tokens (natural sampling)."""
@@ -179,7 +184,7 @@ class Trainer:
         kwargs, labels = self.model_inputs(b, parallel)
         with autocast(self.device, self.dtype):
             logits = model(**kwargs)
-        return summed_token_loss(logits, labels)
+        return self.token_loss(logits, labels)
 
     def _pipeline_step(self, b: Batch, loss_scale: float, train: bool = True) -> float:
         """All micro-batches through the pipeline; the summed losses, known on the last stage, go to all."""
