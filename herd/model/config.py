@@ -164,17 +164,19 @@ def training_memory_bytes(
     """Rough per-device training memory for mixed precision AdamW, parameters sharded `shards` ways.
 
     Weights in `param_bytes` (bf16 compute copy), fp32 master weights, fp32 gradients and two fp32
-    Adam moments are sharded (FSDP); activations are per device. Activation bytes per token per layer
-    follow Korthikanti et al. (2022) for bf16 without recomputation, ≈ 34·d + 5·H·T bytes with the
-    attention matrix, which fused attention (SDPA/flex) does not store, so we keep 34·d plus the
-    SwiGLU hidden (≈ 2 bytes × 3·hidden). With full activation checkpointing only each layer's
-    input (2·d bytes) is kept, plus one layer's worth during recomputation.
+    Adam moments are sharded (FSDP); activations are per device. Activations are counted tensor by
+    tensor for a Llama block in bf16 with fused attention (no T×T matrix) and no dropout, per token and
+    layer: the two norms' inputs and outputs (8·d), q and the attention output (4·d), k and v (4·kv),
+    w1 and w3 outputs (4·H) and the SwiGLU product fed to w2 (2·H): 12·d + 4·kv + 6·H bytes. (Korthikanti
+    et al.'s 34·d is for a GPT block whose 4·d MLP, dropout masks and GeLU input it already includes.)
+    With full activation checkpointing only each layer's input (2·d bytes) is kept, plus one layer's
+    worth during recomputation.
     """
     n = param_count(cfg)
     weights = n * param_bytes / shards
     optimizer = n * (4 + 4 + 4) / shards  # fp32 master + Adam m and v
     grads = n * 4 / shards
-    per_layer_token = 34 * cfg.dim + 6 * cfg.hidden_dim
+    per_layer_token = 12 * cfg.dim + 4 * cfg.n_kv_heads * cfg.head_dim + 6 * cfg.hidden_dim
     if activation_checkpointing:
         acts = batch_tokens * (cfg.n_layers * 2 * cfg.dim + per_layer_token)
     else:

@@ -5,6 +5,11 @@ whose inputs and config are unchanged and resumes at the first that is not. Each
 of its own summarizing its stages. The RM starts from the base checkpoint and sees all preference data
 so far (bundled + pairs verified during earlier rounds' sampling); SFT starts from the previous round's
 model; DPO starts from this round's SFT model, which is also its reference.
+
+With `[prune] enabled = true`, a `prune` stage between rejection sampling and SFT cleans and prunes this
+round's SFT train dialogs (bundle + best-of-K) with this round's RM [P §4.2.3] (herd.posttrain.data_quality);
+SFT then trains on what it kept. The held-out SFT dialogs are never pruned, so losses stay comparable.
+After the last round, `summary.json` gets a per-round `metrics` table and `metrics.png` plots it.
 """
 
 from __future__ import annotations
@@ -26,13 +31,16 @@ from herd.posttrain.bundle import BundleConfig, build_bundle
 from herd.posttrain.common import save_model
 from herd.posttrain.data import (
     KEEP_STRENGTHS,
+    Dialog,
     preference_row,
     read_dialogs,
     read_preferences,
     split_held_out,
     write_jsonl,
 )
+from herd.posttrain.data_quality import PruneConfig, load_judge, prune, rm_scorer
 from herd.posttrain.dpo import DPOConfig, cache_reference, encode_pairs, preference_metrics, train_dpo
+from herd.posttrain.plots import metrics_table, plot_rounds
 from herd.posttrain.rejection import RSConfig, rejection_sample
 from herd.posttrain.reward import RewardModel, RMConfig, accuracy, encode_preference, train_rm
 from herd.posttrain.sft import Example, SFTConfig, encode_dialogs, held_out_loss, train_sft
@@ -69,6 +77,7 @@ class PosttrainConfig:
     rs: RSConfig = field(default_factory=RSConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)  # on the SFT data, between RS and SFT [P §4.2.3]
 
 
 @dataclass
@@ -95,6 +104,8 @@ def run_posttrain(cfg: PosttrainConfig) -> dict[str, Any]:
         model_dir, info = _round(ctx, r, model_dir, out / f"round-{r}")
         summary["rounds"].append(info)
     summary["final_model"] = str(model_dir)
+    summary["metrics"] = metrics_table(summary["rounds"])
+    summary["plots"] = {"metrics": str(plot_rounds(summary["metrics"], out / "metrics.png"))}
     summary["wall_s"] = round(time.perf_counter() - start, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -154,11 +165,20 @@ def _prefs(ctx: _Ctx, extra: list[Path]):
     return train, held
 
 
-def _sft_examples(ctx: _Ctx, extra: list[Path]) -> tuple[list[Example], list[Example]]:
+def _sft_dialogs(ctx: _Ctx, extra: list[Path]) -> tuple[list[Dialog], list[Dialog]]:
+    """(train, held out): the bundle's split, with `extra` dialog files added to train."""
     dialogs = read_dialogs(ctx.bundle / "sft.jsonl")
     train, held = split_held_out(dialogs, ctx.cfg.held_out_fraction, ctx.cfg.seed)
     for p in extra:
         train += read_dialogs(p)
+    return train, held
+
+
+def _sft_examples(ctx: _Ctx, extra: list[Path], train_file: Path | None = None) -> tuple[list[Example], list[Example]]:
+    """Encoded (train, held out); `train_file` (pruned dialogs) replaces the train side, never held out."""
+    train, held = _sft_dialogs(ctx, extra)
+    if train_file is not None:
+        train = read_dialogs(train_file)
     enc = lambda ds: encode_dialogs(ctx.chat, [d.messages for d in ds], ctx.cfg.sft.seq_len)
     return enc(train), enc(held)
 
@@ -182,12 +202,13 @@ def _round(ctx: _Ctx, r: int, prev: Path, out: Path) -> tuple[Path, dict[str, An
         out / "rs",
         lambda tmp: _rs_stage(ctx, prev, out / "rm", r, tmp),
     )
+    pruned = _maybe_prune(ctx, r, out, stages)
     stages["sft"] = run_stage(
         f"posttrain-sft-{r}",
-        [prev, ctx.bundle / "sft.jsonl", out / "rs"],
+        [prev, ctx.bundle / "sft.jsonl", out / "rs", *([out / "prune"] if pruned else [])],
         cfg.sft,
         out / "sft",
-        lambda tmp: _sft_stage(ctx, prev, out / "rs" / "best.jsonl", tmp),
+        lambda tmp: _sft_stage(ctx, prev, out / "rs" / "best.jsonl", tmp, pruned),
     )
     latest = [out / "rs" / "prefs.jsonl"] if (out / "rs" / "prefs.jsonl").is_file() else []
     stages["dpo"] = run_stage(
@@ -204,6 +225,20 @@ def _round(ctx: _Ctx, r: int, prev: Path, out: Path) -> tuple[Path, dict[str, An
     }
     Manifest.write(out, "posttrain-round", [prev, *(out / k for k in stages)], cfg, info)
     return out / "dpo", info
+
+
+def _maybe_prune(ctx: _Ctx, r: int, out: Path, stages: dict[str, Manifest]) -> Path | None:
+    """The prune stage when enabled; returns the kept dialogs file SFT trains on (None: prune is off)."""
+    if not ctx.cfg.prune.enabled:
+        return None
+    stages["prune"] = run_stage(
+        f"posttrain-prune-{r}",
+        [ctx.bundle / "sft.jsonl", out / "rs", out / "rm"],
+        ctx.cfg.prune,
+        out / "prune",
+        lambda tmp: _prune_stage(ctx, out / "rm", out / "rs" / "best.jsonl", r, tmp),
+    )
+    return out / "prune" / "kept.jsonl"
 
 
 def _base_dir(ctx: _Ctx) -> Path:
@@ -243,9 +278,23 @@ def _rs_stage(ctx: _Ctx, policy_dir: Path, rm_dir: Path, r: int, tmp: Path) -> d
     return s
 
 
-def _sft_stage(ctx: _Ctx, prev: Path, best: Path, tmp: Path) -> dict[str, Any]:
+def _prune_stage(ctx: _Ctx, rm_dir: Path, best: Path, r: int, tmp: Path) -> dict[str, Any]:
+    """This round's SFT train dialogs (bundle + best-of-K) → kept.jsonl, dropped/dropped.jsonl with reasons."""
     seed_everything(ctx.cfg.seed)
-    train, held = _sft_examples(ctx, [best])
+    train, _ = _sft_dialogs(ctx, [best])
+    rows = [{"messages": d.messages, "source": d.source} for d in train]
+    scorer = rm_scorer(RewardModel.load(rm_dir), ctx.chat, ctx.cfg.rm.max_len)
+    kept, dropped, stats = prune(rows, ctx.cfg.prune, rm=scorer, judge=load_judge(ctx.cfg.prune))
+    write_jsonl(tmp / "kept.jsonl", kept)
+    write_jsonl(tmp / "dropped" / "dropped.jsonl", dropped)
+    funnel = " → ".join(f"{f['step']} {f['kept']}" for f in stats["funnel"])
+    print(f"round {r} pruning: {stats['in']} dialogs → {funnel}; dropped {stats['dropped']}")
+    return stats
+
+
+def _sft_stage(ctx: _Ctx, prev: Path, best: Path, tmp: Path, pruned: Path | None = None) -> dict[str, Any]:
+    seed_everything(ctx.cfg.seed)
+    train, held = _sft_examples(ctx, [best], pruned)
     model = load_model(prev)
     before = held_out_loss(model, held, ctx.cfg.sft, ctx.pad_id)
     metrics = train_sft(model, train, ctx.cfg.sft, ctx.pad_id)

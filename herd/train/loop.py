@@ -523,7 +523,9 @@ class Trainer:
         if self.state.anneal_snapshots:
             averaged = self.average_snapshots()
             summary["held_out_loss_averaged"] = self.held_out_loss(averaged)
-            summary["held_out_loss_last_snapshot"] = self.held_out_loss(self.snapshot_model(-1))
+            snapshots = [self.held_out_loss(self.snapshot_model(i)) for i in range(len(self.state.anneal_snapshots))]
+            summary["held_out_loss_snapshots"] = snapshots
+            summary["held_out_loss_last_snapshot"] = snapshots[-1]
             summary["averaged_snapshots"] = self.state.anneal_snapshots
             save_hf(averaged, base)
         else:

@@ -68,9 +68,11 @@ class Ramp:
 
 PAPER_405B_RAMP = Ramp(
     (
-        RampStage(0, 4_000_000 // 4096 * 4096, 4096),  # "4M tokens" as whole 4,096-token sequences
-        RampStage(252_000_000, 8_000_000 // 8192 * 8192, 8192),
-        RampStage(2_870_000_000_000, 16_000_000 // 8192 * 8192, 8192),
+        # "4M/8M/16M tokens" are binary: Table 4's 16M batch is 16 sequences × DP128 × 8,192 = 2^24 [P §3.3.2],
+        # and powers of two split evenly over any power-of-two DP degree.
+        RampStage(0, 2**22, 4096),
+        RampStage(252_000_000, 2**23, 8192),
+        RampStage(2_870_000_000_000, 2**24, 8192),
     )
 )
 PAPER_405B_LR = LRSchedule(peak=8e-5, warmup_steps=8000, total_steps=1_200_000, floor=8e-7)

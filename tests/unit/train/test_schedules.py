@@ -27,15 +27,15 @@ def test_cosine_shape() -> None:
 
 def test_405b_ramp_switch_points() -> None:
     r = PAPER_405B_RAMP
-    assert (r.at(0).batch_tokens, r.at(0).seq_len) == (3_997_696, 4096)  # 976 sequences ≈ 4M tokens
+    assert (r.at(0).batch_tokens, r.at(0).seq_len) == (4_194_304, 4096)  # 2^22: 1,024 sequences
     assert r.at(251_999_999).seq_len == 4096
-    assert (r.at(252_000_000).batch_tokens, r.at(252_000_000).seq_len) == (7_995_392, 8192)
-    assert r.at(2_869_999_999_999).batch_tokens == 7_995_392
-    assert r.at(2_870_000_000_000).batch_tokens == 15_998_976  # 1,953 sequences ≈ 16M tokens
+    assert (r.at(252_000_000).batch_tokens, r.at(252_000_000).seq_len) == (8_388_608, 8192)
+    assert r.at(2_869_999_999_999).batch_tokens == 8_388_608
+    assert r.at(2_870_000_000_000).batch_tokens == 16_777_216  # Table 4: 16 seqs × DP128 × 8,192
 
 
 def test_paper_step_count_close_to_the_cosine_horizon() -> None:
-    # 252M / 4M + (2.87T - 252M) / 8M + (15.6T - 2.87T) / 16M ≈ 1.15M steps vs the 1.2M horizon [D].
+    # 252M / 4M + (2.87T - 252M) / 8M + (15.6T - 2.87T) / 16M ≈ 1.10M steps vs the 1.2M horizon [D].
     r, steps, tokens = PAPER_405B_RAMP, 0, 0
     for start, end in ((0, 252e6), (252e6, 2.87e12), (2.87e12, 15.6e12)):
         steps += (end - start) / r.at(int(start)).batch_tokens

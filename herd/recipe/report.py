@@ -1,0 +1,902 @@
+"""The run report: one offline HTML page (index.html, PNGs beside it, no scripts) and its Markdown twin.
+
+`write_report(stages, out)` reads what each stage left in its folder (MANIFEST.json, summaries, metrics)
+and never re-runs anything; a stage that is missing says "not run". Sections, in recipe order:
+
+  run         total and per-stage wall time
+  data        curation funnel: documents in/kept/dropped by reason per step [P §3.1], the mix [P §3.1.2]
+  tokenizer   compression in chars/token and bytes/token per source [P §3.2]
+  pretrain    loss vs tokens with ramp/long-context/annealing boundaries, LR/batch/seq schedules [P §3.4]
+  anneal      held-out loss of each annealing snapshot vs their Polyak average [P §3.4.3]
+  posttrain   held-out metrics per round (RM, rejection sampling, SFT, DPO) [P §4]
+  eval        scores ± 95% CI (chat, and base if given), robustness, contamination [P §5]
+  chats       sample completions before and after post-training
+  lineage     every MANIFEST.json: config hash, inputs with hashes, upstream manifests, versions, time
+
+Images are referenced by file name, so the folder can be copied anywhere and still opens offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import itertools
+import json
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from herd.core.io import MANIFEST_NAME, atomic_write_text
+
+# Recipe order; "eval_base" is the base model evaluated before post-training.
+STAGES = ("corpus", "curate", "tokenizer", "tokens", "pretrain", "eval_base", "posttrain", "eval")
+NOT_RUN = "not run"
+
+# ---------------------------------------------------------------------------------------------- blocks
+# A section is a list of blocks rendered twice, to HTML and to Markdown, so the two never drift apart.
+
+
+@dataclass
+class P:
+    text: str
+
+
+@dataclass
+class Table:
+    head: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+    caption: str = ""
+
+
+@dataclass
+class Img:
+    file: str  # a file name inside the report folder
+    alt: str
+
+
+@dataclass
+class Pre:
+    text: str
+
+
+@dataclass
+class Details:
+    summary: str
+    blocks: list[Any]
+
+
+@dataclass
+class Chat:
+    prompt: str
+    base: str
+    chat: str
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    blocks: list[Any] = field(default_factory=list)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def _html(b: Any) -> str:
+    e = html.escape
+    if isinstance(b, P):
+        return f"<p>{e(b.text)}</p>"
+    if isinstance(b, Table):
+        cap = f"<caption>{e(b.caption)}</caption>" if b.caption else ""
+        head = "".join(f"<th>{e(h)}</th>" for h in b.head)
+        rows = "".join("<tr>" + "".join(f"<td>{e(_cell(c))}</td>" for c in r) + "</tr>" for r in b.rows)
+        return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    if isinstance(b, Img):
+        return f'<figure><img src="{e(b.file)}" alt="{e(b.alt)}"><figcaption>{e(b.alt)}</figcaption></figure>'
+    if isinstance(b, Pre):
+        return f"<pre>{e(b.text)}</pre>"
+    if isinstance(b, Details):
+        return f"<details><summary>{e(b.summary)}</summary>{''.join(map(_html, b.blocks))}</details>"
+    if isinstance(b, Chat):
+        cols = "".join(
+            f"<div><h4>{label}</h4><pre>{e(text)}</pre></div>" for label, text in (("base", b.base), ("chat", b.chat))
+        )
+        return f'<div class="chat"><p class="prompt">{e(b.prompt)}</p><div class="pair">{cols}</div></div>'
+    raise TypeError(f"unknown report block {type(b).__name__}")
+
+
+def _md(b: Any) -> str:
+    if isinstance(b, P):
+        return b.text
+    if isinstance(b, Table):
+        esc = [[_cell(c).replace("|", "\\|").replace("\n", " ") for c in r] for r in b.rows]
+        lines = [f"| {' | '.join(b.head)} |", "|" + "---|" * len(b.head), *(f"| {' | '.join(r)} |" for r in esc)]
+        return (f"*{b.caption}*\n\n" if b.caption else "") + "\n".join(lines)
+    if isinstance(b, Img):
+        return f"![{b.alt}]({b.file})"
+    if isinstance(b, Pre):
+        return f"```\n{b.text}\n```"
+    if isinstance(b, Details):
+        return f"**{b.summary}**\n\n" + "\n\n".join(map(_md, b.blocks))
+    if isinstance(b, Chat):
+        return f"**Prompt:** {b.prompt}\n\n*base:*\n```\n{b.base}\n```\n*chat:*\n```\n{b.chat}\n```"
+    raise TypeError(f"unknown report block {type(b).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------- entry
+
+
+@dataclass
+class _Ctx:
+    stages: dict[str, Path]
+    out: Path
+    chats: list[dict] | None
+
+    def dir(self, key: str) -> Path | None:
+        p = self.stages.get(key)
+        return Path(p) if p is not None and Path(p).is_dir() else None
+
+
+def write_report(
+    stages: dict[str, Path], out: Path, chats: list[dict] | None = None, title: str = "herd recipe"
+) -> Path:
+    """Write `out/index.html`, `out/report.md` and the PNGs they show; return the HTML path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = _Ctx({k: Path(v) for k, v in stages.items() if v is not None}, out, chats)
+    sections = [build(ctx) for build in _SECTIONS]
+    atomic_write_text(out / "report.md", _markdown(title, sections))
+    return atomic_write_text(out / "index.html", _page(title, sections))
+
+
+def _page(title: str, sections: list[Section]) -> str:
+    toc = "".join(f'<li><a href="#{s.key}">{html.escape(s.title)}</a></li>' for s in sections)
+    body = "".join(
+        f'<section id="{s.key}"><h2>{html.escape(s.title)}</h2>{"".join(map(_html, s.blocks))}</section>'
+        for s in sections
+    )
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    return (
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body><header><h1>{html.escape(title)}</h1>"
+        f"<p class=muted>generated {stamp} by herd</p></header>"
+        f"<nav><h2>Contents</h2><ol>{toc}</ol></nav>{body}</body></html>\n"
+    )
+
+
+def _markdown(title: str, sections: list[Section]) -> str:
+    parts = [f"# {title}", "\n".join(f"- [{s.title}](#{s.key})" for s in sections)]
+    for s in sections:
+        parts.append(f'<a id="{s.key}"></a>\n\n## {s.title}\n\n' + "\n\n".join(map(_md, s.blocks)))
+    return "\n\n".join(parts) + "\n"
+
+
+_CSS = (
+    "body{font:15px/1.5 system-ui,sans-serif;max-width:74em;margin:2em auto;padding:0 1em;color:#222}"
+    "h1{margin-bottom:0}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}"
+    ".muted{color:#777}nav ol{columns:2}"
+    "table{border-collapse:collapse;margin:.8em 0;font-size:.92em}caption{text-align:left;color:#555;padding:.2em 0}"
+    "td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}th{background:#f4f4f4}"
+    "tbody tr:nth-child(even){background:#fafafa}"
+    "figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}figcaption{color:#666;font-size:.9em}"
+    "pre{background:#f7f7f7;padding:.6em;overflow-x:auto;white-space:pre-wrap}"
+    "details{margin:.5em 0}summary{cursor:pointer;font-weight:600}"
+    ".chat{border:1px solid #ddd;border-radius:6px;padding:.5em 1em;margin:1em 0}.prompt{font-weight:600}"
+    ".pair{display:grid;grid-template-columns:1fr 1fr;gap:1em}.pair h4{margin:.2em 0}"
+)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def _json(path: Path) -> Any:
+    """The JSON at `path`, or None when it is missing or unreadable (a report never fails on one file)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue  # a run killed mid-write leaves a partial last line
+    return rows
+
+
+def _manifest(folder: Path | None) -> dict:
+    return (_json(folder / MANIFEST_NAME) or {}) if folder else {}
+
+
+def _curate_steps(root: Path) -> list[tuple[str, dict]]:
+    """(step folder name, manifest) for 01_extract … 07_mix, in order."""
+    return [(d.name, m) for d in sorted(root.glob("[0-9][0-9]_*")) if d.is_dir() and (m := _manifest(d))]
+
+
+def _not_run(key: str, title: str, what: str = "") -> Section:
+    return Section(key, title, [P(f"{what or key}: {NOT_RUN}.")])
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, out: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    _plt().close(fig)
+    return name
+
+
+def _hms(seconds: float | None) -> str:
+    if not seconds:
+        return "–"
+    s = round(seconds)
+    return f"{s // 3600}h {s % 3600 // 60:02d}m {s % 60:02d}s" if s >= 3600 else f"{s // 60}m {s % 60:02d}s"
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def _wall_s(key: str, folder: Path) -> float | None:
+    """Seconds a stage took: its manifest's wall time; curation sums its steps; post-training falls back
+    to summary.json (older runs wrote no top-level manifest)."""
+    if key == "curate":
+        return sum(float(m.get("wall_time_s") or 0) for _, m in _curate_steps(folder)) or None
+    wall = _manifest(folder).get("wall_time_s")
+    if wall is None and key == "posttrain":
+        wall = (_json(folder / "summary.json") or {}).get("wall_s")
+    return float(wall) if wall else None
+
+
+def _run_section(ctx: _Ctx) -> Section:
+    rows, total = [], 0.0
+    for key in STAGES:
+        folder = ctx.dir(key)
+        wall = _wall_s(key, folder) if folder else None
+        total += wall or 0.0
+        status = "done" if folder else (NOT_RUN if key != "eval_base" else "not given")
+        rows.append([key, status, _hms(wall), str(folder) if folder else "–"])
+    return Section(
+        "run",
+        "Run",
+        [
+            P(f"Total wall time: {_hms(total)} over {sum(r[1] == 'done' for r in rows)} stages."),
+            Table(["stage", "status", "wall time", "folder"], rows),
+        ],
+    )
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def _data_section(ctx: _Ctx) -> Section:
+    blocks: list[Any] = _corpus_blocks(ctx.dir("corpus"))
+    root = ctx.dir("curate")
+    if root is None:
+        return Section("data", "Data: corpus and curation funnel", [*blocks, P(f"curate: {NOT_RUN}.")])
+    steps = _curate_steps(root)
+    if not steps:
+        return Section("data", "Data: corpus and curation funnel", [*blocks, P(f"curate: no manifests in {root}.")])
+    rows = []
+    for name, m in steps:
+        c = m.get("counts", {})
+        dropped = c.get("dropped") or {}
+        reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(dropped.items(), key=lambda kv: -kv[1]))
+        rows.append(
+            [
+                name,
+                c.get("in"),
+                c.get("kept"),
+                sum(dropped.values()),
+                reasons or "–",
+                round(c.get("kept_bytes", 0) / 1e6, 2),
+                _hms(m.get("wall_time_s")),
+            ]
+        )
+    blocks += [
+        P(
+            "Documents entering and leaving each curation step, with the reason every dropped document was dropped "
+            "[P §3.1]."
+        ),
+        Table(["step", "in", "kept", "dropped", "dropped by reason", "MB kept", "wall"], rows),
+        Img(_funnel_png(steps, ctx.out), "Curation funnel: kept and dropped documents per step"),
+        *_mix_blocks(root / "07_mix" / "mix_weights.json"),
+    ]
+    return Section("data", "Data: corpus and curation funnel", blocks)
+
+
+def _corpus_blocks(folder: Path | None) -> list[Any]:
+    if folder is None:
+        return [P(f"corpus: {NOT_RUN}.")]
+    counts = _manifest(folder).get("counts")
+    if counts:
+        flat = [[k, json.dumps(v) if isinstance(v, dict | list) else v] for k, v in counts.items()]
+        return [Table(["corpus", "count"], flat, caption=f"Bundled corpus {folder} (MANIFEST.json counts)")]
+    # Older bundles have no manifest: count what is on disk, one row per source folder.
+    rows = []
+    for d in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = [f for f in d.rglob("*") if f.is_file()]
+        rows.append([d.name, len(files), round(sum(f.stat().st_size for f in files) / 1e6, 2)])
+    return [Table(["source", "files", "MB"], rows, caption=f"Bundled corpus {folder} (counted on disk, no manifest)")]
+
+
+def _funnel_png(steps: list[tuple[str, dict]], out: Path) -> str:
+    plt = _plt()
+    reasons = sorted({r for _, m in steps for r in (m.get("counts", {}).get("dropped") or {})})
+    colors = dict(zip(reasons, plt.get_cmap("tab20").colors * 3))
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(steps) + 1.6))
+    names = [n for n, _ in steps][::-1]  # first step on top
+    for y, (_, m) in enumerate(steps[::-1]):
+        c = m.get("counts", {})
+        kept = c.get("kept", 0)
+        ax.barh(y, kept, color="#4c9a5a", label="kept" if y == 0 else None)
+        left = kept
+        for r, n in sorted((c.get("dropped") or {}).items()):
+            ax.barh(y, n, left=left, color=colors[r], label=r)
+            left += n
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0))
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("documents")
+    ax.set_title("Curation funnel (kept + dropped by reason)")
+    return _save(fig, out, "funnel.png")
+
+
+def _mix_blocks(path: Path) -> list[Any]:
+    mix = _json(path)
+    if not mix:
+        return []
+    rows = [
+        [
+            b,
+            v.get("docs"),
+            v.get("tokens"),
+            v.get("available_share"),
+            v.get("target_share"),
+            v.get("weight"),
+            v.get("epochs"),
+        ]
+        for b, v in mix.get("buckets", {}).items()
+    ]
+    blocks: list[Any] = [
+        Table(
+            ["bucket", "docs", "tokens", "available share", "target share", "weight", "epochs"],
+            rows,
+            caption="Mix toward the paper's 50% general / 25% math+reasoning / 17% code / 8% multilingual",
+        )
+    ]
+    if mix.get("missing_buckets"):
+        blocks.append(P(f"No documents for: {', '.join(mix['missing_buckets'])} (their share is redistributed)."))
+    return blocks
+
+
+# ---------------------------------------------------------------------------------------------- tokenizer
+
+
+def _tokenizer_section(ctx: _Ctx) -> Section:
+    tok_dir, tokens = ctx.dir("tokenizer"), ctx.dir("tokens")
+    blocks: list[Any] = []
+    if tok_dir is None:
+        blocks.append(P(f"tokenizer: {NOT_RUN}."))
+    else:
+        c = _manifest(tok_dir).get("counts", {})
+        blocks.append(
+            Table(
+                ["vocab size", "BPE ranks", "training docs", "training chars", "chars/token (training)"],
+                [[c.get("vocab_size"), c.get("n_ranks"), c.get("docs"), c.get("chars"), c.get("chars_per_token")]],
+            )
+        )
+    if tokens is None:
+        blocks.append(P(f"tokens: {NOT_RUN}."))
+        return Section("tokenizer", "Tokenizer and token shards", blocks)
+    blocks += _shard_blocks(tokens, tok_dir, ctx.out)
+    return Section("tokenizer", "Tokenizer and token shards", blocks)
+
+
+def _shard_blocks(tokens: Path, tok_dir: Path | None, out: Path) -> list[Any]:
+    c = _manifest(tokens).get("counts", {})
+    comp = _compression(tokens, tok_dir)
+    rows = []
+    for src, v in (c.get("sources") or {}).items():
+        m = comp.get(src, {})
+        rows.append([src, v.get("docs"), v.get("tokens"), m.get("chars_per_token"), m.get("bytes_per_token")])
+    split = c.get("tokens") or {}
+    blocks: list[Any] = [
+        P(
+            "Compression is measured by decoding a sample of each source's shards (up to 200K tokens, special "
+            "tokens excluded); the paper reports 3.94 chars/token for Llama 3's tokenizer on English [P §3.2]."
+        ),
+        Table(
+            ["source", "docs", "tokens", "chars/token", "bytes/token"],
+            rows,
+            caption=f"Token shards: {split.get('train', 0):,} train + {split.get('val', 0):,} held-out tokens",
+        ),
+    ]
+    if comp:
+        blocks.append(Img(_compression_png(comp, out), "Tokenizer compression per source"))
+    return blocks
+
+
+def _compression(tokens: Path, tok_dir: Path | None, budget: int = 200_000) -> dict[str, dict[str, float]]:
+    """chars/token and bytes/token per source, from decoding up to `budget` tokens of its shards."""
+    from herd.data.shards import TokenShard, list_shards
+    from herd.tokenizer import load_tokenizer
+
+    name = _manifest(tokens).get("config", {}).get("tokenizer")
+    path = tok_dir / "tokenizer.model" if tok_dir and (tok_dir / "tokenizer.model").is_file() else name
+    try:
+        tok = load_tokenizer(path) if path else None
+    except (OSError, ValueError):
+        tok = None
+    if tok is None:
+        return {}
+    n_ranks = getattr(tok, "n_ranks", None)  # ids from here on are special tokens (BOS/EOS)
+    out = {}
+    for src in sorted(d for d in tokens.iterdir() if d.is_dir()):
+        chars = nbytes = n = 0
+        for shard in list_shards(src):
+            for doc in TokenShard(shard).docs():
+                ids = [int(i) for i in doc if n_ranks is None or i < n_ranks]
+                text = tok.decode(ids)
+                chars, nbytes, n = chars + len(text), nbytes + len(text.encode("utf-8", "replace")), n + len(ids)
+                if n >= budget:
+                    break
+            if n >= budget:
+                break
+        if n:
+            out[src.name] = {"chars_per_token": round(chars / n, 3), "bytes_per_token": round(nbytes / n, 3)}
+    return out
+
+
+def _compression_png(comp: dict[str, dict[str, float]], out: Path) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    names = list(comp)
+    x = range(len(names))
+    ax.bar([i - 0.2 for i in x], [comp[n]["chars_per_token"] for n in names], 0.4, label="chars/token")
+    ax.bar([i + 0.2 for i in x], [comp[n]["bytes_per_token"] for n in names], 0.4, label="bytes/token")
+    ax.set_xticks(list(x), names)
+    ax.set_title("Tokenizer compression per source")
+    ax.legend(fontsize=8)
+    return _save(fig, out, "compression.png")
+
+
+# ---------------------------------------------------------------------------------------------- pretrain
+
+
+def _boundaries(train: list[dict]) -> list[tuple[float, str]]:
+    """(tokens, label) where the phase, sequence length or batch changes (ramp, long context, anneal)."""
+    marks = []
+    for prev, r in itertools.pairwise(train):
+        changes = [f"{r.get('phase')} starts"] if r.get("phase") != prev.get("phase") else []
+        changes += [
+            f"{k} {r.get(key)}"
+            for k, key in (("seq", "seq_len"), ("batch", "batch_tokens"))
+            if r.get(key) != prev.get(key)
+        ]
+        if changes:
+            marks.append((prev["tokens"], ", ".join(changes)))  # a record's tokens are counted after its step
+    return marks
+
+
+def _mark(ax: Any, marks: list[tuple[float, str]]) -> None:
+    for x, label in marks:
+        ax.axvline(x, color="#999", ls="--", lw=0.8)
+        ax.text(
+            x, 1.0, f" {label}", transform=ax.get_xaxis_transform(), rotation=90, va="top", fontsize=7, color="#555"
+        )
+
+
+def _loss_png(train: list[dict], val: list[dict], marks: list[tuple[float, str]], out: Path) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(10, 4))
+    if train:
+        ax.plot([r["tokens"] for r in train], [r["loss"] for r in train], lw=0.8, alpha=0.7, label="train")
+    if val:
+        ax.plot([r["tokens"] for r in val], [r["loss"] for r in val], "o-", ms=3, label="held out")
+    _mark(ax, marks)
+    ax.set_xlabel("tokens")
+    ax.set_ylabel("loss (nats/token)")
+    ax.set_title("Pretraining loss")
+    ax.legend(fontsize=8)
+    return _save(fig, out, "pretrain_loss.png")
+
+
+def _schedule_png(train: list[dict], marks: list[tuple[float, str]], out: Path) -> str:
+    plt = _plt()
+    fig, axes = plt.subplots(3, 1, figsize=(10, 6.5), sharex=True)
+    x = [r["tokens"] for r in train]
+    for ax, (key, label) in zip(
+        axes, (("lr", "learning rate"), ("batch_tokens", "batch (tokens)"), ("seq_len", "sequence length"))
+    ):
+        # A record holds the step that ended at its `tokens`: its value applies to the interval before.
+        ax.plot(x, [r.get(key) for r in train], lw=1.2, drawstyle="steps-pre")
+        ax.set_ylabel(label)
+        _mark(ax, marks)
+    axes[-1].set_xlabel("tokens")
+    axes[0].set_title("Schedules vs tokens seen")
+    return _save(fig, out, "pretrain_schedules.png")
+
+
+def _pretrain_section(ctx: _Ctx) -> Section:
+    run = ctx.dir("pretrain")
+    if run is None:
+        return _not_run("pretrain", "Pretraining: loss and schedules", "pretrain")
+    records = _jsonl(run / "metrics.jsonl")
+    train = [r for r in records if r.get("kind") == "train" and "loss" in r and "tokens" in r]
+    val = [r for r in records if r.get("kind") == "val" and "loss" in r and "tokens" in r]
+    summary = _json(run / "summary.json") or {}
+    blocks: list[Any] = [
+        Table(
+            ["steps", "tokens", "held-out loss (last)", "unigram entropy", "skipped steps", "rollbacks"],
+            [
+                [
+                    summary.get("steps"),
+                    summary.get("tokens"),
+                    summary.get("held_out_loss_last"),
+                    summary.get("unigram_entropy"),
+                    summary.get("skipped"),
+                    summary.get("rollbacks"),
+                ]
+            ],
+            caption="The unigram entropy of the training tokens is the loss of a model that ignores context",
+        )
+    ]
+    if train:
+        marks = _boundaries(train)
+        blocks += [
+            Img(
+                _loss_png(train, val, marks, ctx.out),
+                "Train and held-out loss vs tokens; dashed lines mark "
+                "sequence/batch ramp steps, long-context stages and the start of annealing [P §3.4]",
+            ),
+            Img(_schedule_png(train, marks, ctx.out), "Learning rate, batch and sequence length vs tokens"),
+            Table(["tokens", "change"], [[int(x), label] for x, label in marks], caption="Stage boundaries"),
+        ]
+    else:
+        blocks.append(P(f"No training records in {run / 'metrics.jsonl'}."))
+    blocks += _long_context_blocks(summary.get("long_context") or [])
+    return Section("pretrain", "Pretraining: loss and schedules", blocks)
+
+
+def _long_context_blocks(results: list[dict]) -> list[Any]:
+    if not results:
+        return []
+    keys = sorted({k for r in results for k in r})
+    return [Table(keys, [[r.get(k) for k in keys] for r in results], caption="Long-context stages [P §3.4.2]")]
+
+
+def _anneal_section(ctx: _Ctx) -> Section:
+    run = ctx.dir("pretrain")
+    title = "Annealing and checkpoint averaging"
+    if run is None:
+        return _not_run("anneal", title, "pretrain")
+    s = _json(run / "summary.json") or {}
+    if "held_out_loss_averaged" not in s:
+        return Section("anneal", title, [P("No annealing snapshots in this run: the base model is the final weights.")])
+    steps = s.get("averaged_snapshots") or []
+    losses = s.get("held_out_loss_snapshots")
+    rows = [[f"snapshot {i + 1}", st, loss] for i, (st, loss) in enumerate(zip(steps, losses or []))]
+    if losses is None and "held_out_loss_last_snapshot" in s:
+        rows.append(["last snapshot", steps[-1] if steps else None, s["held_out_loss_last_snapshot"]])
+    rows += [
+        ["final weights", s.get("steps"), s.get("held_out_loss_last")],
+        ["Polyak average (base model)", f"{len(steps)} snapshots", s["held_out_loss_averaged"]],
+    ]
+    blocks: list[Any] = [
+        P(
+            "The learning rate decays linearly to 0 with high-quality data up-sampled; the base model is the "
+            "average of the checkpoints taken meanwhile [P §3.4.3]."
+        ),
+        Table(["model", "step", "held-out loss"], rows),
+    ]
+    if losses is None:
+        blocks.append(P("This run recorded only the last snapshot's loss (no held_out_loss_snapshots)."))
+    if all(isinstance(r[2], int | float) for r in rows):  # no held-out shards: no losses to draw
+        blocks.append(Img(_anneal_png(rows, ctx.out), "Held-out loss: annealing snapshots vs their average"))
+    return Section("anneal", title, blocks)
+
+
+def _anneal_png(rows: list[list[Any]], out: Path) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    labels, values = [str(r[0]) for r in rows], [float(r[2]) for r in rows]
+    colors = ["#8aa9c9"] * (len(rows) - 1) + ["#d9822b"]
+    ax.barh(range(len(rows)), values, color=colors)
+    ax.set_yticks(range(len(rows)), labels)
+    lo, hi = min(values), max(values)
+    pad = (hi - lo) * 0.5 or abs(hi) * 0.01 or 0.01
+    ax.set_xlim(lo - pad, hi + pad)  # differences are small: zoom in on them
+    ax.invert_yaxis()
+    ax.set_xlabel("held-out loss")
+    return _save(fig, out, "anneal_average.png")
+
+
+# ---------------------------------------------------------------------------------------------- posttrain
+
+
+def _posttrain_section(ctx: _Ctx) -> Section:
+    run = ctx.dir("posttrain")
+    title = "Post-training by round"
+    if run is None:
+        return _not_run("posttrain", title)
+    s = _json(run / "summary.json") or {}
+    rounds = s.get("rounds") or []
+    rows = s.get("metrics")
+    if rows is None and rounds:
+        from herd.posttrain.plots import metrics_table  # older summaries lack the flat table
+
+        rows = metrics_table(rounds)
+    blocks: list[Any] = [
+        P(
+            f"{len(rounds)} rounds of reward model → rejection sampling → SFT → DPO [P §4.1]; "
+            f"final model: {s.get('final_model', '–')}."
+        )
+    ]
+    if rows:
+        cols = [k for k in rows[0] if any(r.get(k) is not None for r in rows)]
+        blocks.append(Table(cols, [[r.get(k) for k in cols] for r in rows], caption="Held-out metrics per round"))
+        blocks.append(Img(_posttrain_png(run, rows, ctx.out), "Held-out metrics by round"))
+    walls = [[i.get("round"), *(i.get("wall_s", {}).get(k) for k in ("rm", "rs", "sft", "dpo"))] for i in rounds]
+    if any(any(w[1:]) for w in walls):
+        blocks.append(Table(["round", "RM s", "RS s", "SFT s", "DPO s"], walls, caption="Wall time per component"))
+    return Section("posttrain", title, blocks)
+
+
+def _posttrain_png(run: Path, rows: list[dict], out: Path) -> str:
+    name = "posttrain_metrics.png"
+    if (run / "metrics.png").is_file():
+        shutil.copyfile(run / "metrics.png", out / name)  # copied, so the report folder stands alone
+    else:
+        from herd.posttrain.plots import plot_rounds
+
+        plot_rounds(rows, out / name)
+    return name
+
+
+# ---------------------------------------------------------------------------------------------- eval
+
+
+def _scores(folder: Path | None) -> dict[str, dict]:
+    data = _json(folder / "results.json") if folder else None
+    return {r["task"]: r for r in (data or {}).get("results", []) if "task" in r}
+
+
+def _pct(r: dict | None) -> str:
+    if not r or not isinstance(r.get("score"), int | float):
+        return "–"
+    ci = r.get("ci95")
+    return f"{100 * r['score']:.1f} ± {100 * ci:.1f}" if ci is not None else f"{100 * r['score']:.1f}"
+
+
+def _delta(chat: dict | None, base: dict | None) -> str:
+    if _pct(chat) == "–" or _pct(base) == "–":
+        return "–"
+    return f"{100 * (chat['score'] - base['score']):+.1f}"
+
+
+def _eval_section(ctx: _Ctx) -> Section:
+    chat_dir, base_dir = ctx.dir("eval"), ctx.dir("eval_base")
+    title = "Evaluation"
+    if chat_dir is None and base_dir is None:
+        return _not_run("eval", title)
+    chat, base = _scores(chat_dir), _scores(base_dir)
+    head = ["task", "metric", "N"]
+    head += ["chat (%, ± 95% CI)"] if chat_dir else []
+    head += ["base (%, ± 95% CI)"] if base_dir else []
+    head += ["Δ chat − base"] if chat_dir and base_dir else []
+    rows = []
+    for task in dict.fromkeys([*chat, *base]):
+        c, b = chat.get(task), base.get(task)
+        r = c or b
+        row = [task, r.get("metric"), r.get("n")]
+        row += [_pct(c)] if chat_dir else []
+        row += [_pct(b)] if base_dir else []
+        row += [_delta(c, b)] if chat_dir and base_dir else []
+        rows.append(row)
+    blocks: list[Any] = [
+        P(
+            "Scores in %, with the paper's 95% CI = 1.96·√(S(1−S)/N) [P §5]."
+            + ("" if chat_dir else f" Chat model: {NOT_RUN}.")
+        ),
+        Table(head, rows),
+    ]
+    for label, folder in (("chat", chat_dir), ("base", base_dir)):
+        blocks += _robustness_blocks(label, folder, ctx.out)
+    return Section("eval", title, blocks)
+
+
+def _robustness_blocks(label: str, folder: Path | None, out: Path) -> list[Any]:
+    data = _json(folder / "results.json") if folder else None
+    rows = (data or {}).get("robustness") or []
+    if not rows:
+        return []
+    blocks: list[Any] = [
+        Table(
+            ["axis", "condition", "score (%)", "N", "top label %"],
+            [[r.get("axis"), r.get("condition"), _pct(r), r.get("n"), r.get("top_label_pct")] for r in rows],
+            caption=f"Robustness of the {label} model: label bias, label variants, answer order, prompt format "
+            "[P §5.1.2]",
+        )
+    ]
+    if (folder / "robustness.png").is_file():
+        name = f"robustness_{label}.png"
+        shutil.copyfile(folder / "robustness.png", out / name)
+        blocks.append(Img(name, f"Robustness ({label} model)"))
+    return blocks
+
+
+def _contamination_section(ctx: _Ctx) -> Section:
+    title = "Contamination"
+    found = [(label, d) for label, d in (("chat", ctx.dir("eval")), ("base", ctx.dir("eval_base"))) if d]
+    if not found:
+        return _not_run("contamination", title, "eval")
+    blocks: list[Any] = [
+        P(
+            "An example is contaminated when a share T of its tokens lies in 8-grams seen in the "
+            "pretraining shards; T is chosen per task to maximise a significant estimated gain, "
+            "the full-set score minus the clean-subset score [P §5.1.4]."
+        )
+    ]
+    for label, folder in found:
+        rows = (_json(folder / "results.json") or {}).get("contamination") or []
+        if not rows:
+            blocks.append(P(f"{label} model: contamination analysis not enabled."))
+            continue
+        blocks.append(
+            Table(
+                ["task", "N", "T", "% contaminated", "score full", "score clean", "gain", "z", "significant"],
+                [
+                    [
+                        r.get("task"),
+                        r.get("n"),
+                        r.get("threshold"),
+                        r.get("contaminated_pct"),
+                        r.get("score_full"),
+                        r.get("score_clean"),
+                        r.get("gain"),
+                        r.get("z"),
+                        "yes" if r.get("significant") else "no",
+                    ]
+                    for r in rows
+                ],
+                caption=f"{label} model",
+            )
+        )
+    return Section("contamination", title, blocks)
+
+
+# ---------------------------------------------------------------------------------------------- chats
+
+
+def _chats_section(ctx: _Ctx) -> Section:
+    title = "Sample chats: before and after post-training"
+    if not ctx.chats:
+        return Section("chats", title, [P("No sample chats were given.")])
+    blocks = [Chat(str(c.get("prompt", "")), str(c.get("base", "")), str(c.get("chat", ""))) for c in ctx.chats]
+    return Section("chats", title, blocks)
+
+
+# ---------------------------------------------------------------------------------------------- lineage
+
+
+def _manifests(key: str, folder: Path) -> list[tuple[str, Path]]:
+    """(label, MANIFEST.json) for a stage: its own and its sub-stages' (curation steps, post-training
+    rounds and components), never inside checkpoints or scratch folders."""
+    found = [
+        folder / MANIFEST_NAME,
+        *sorted(folder.glob(f"*/{MANIFEST_NAME}")),
+        *sorted(folder.glob(f"*/*/{MANIFEST_NAME}")),
+    ]
+    skip = {"_work", "_logs", "checkpoints", "samples", "ngram-index"}
+    out = []
+    for p in found:
+        rel = p.parent.relative_to(folder)
+        if p.is_file() and not skip & set(rel.parts):
+            out.append((f"{key}/{rel}" if rel.parts else key, p))
+    return out
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _lineage_section(ctx: _Ctx) -> Section:
+    found = [(label, p) for key in STAGES if (d := ctx.dir(key)) for label, p in _manifests(key, d)]
+    title = "Lineage"
+    if not found:
+        return Section("lineage", title, [P("No MANIFEST.json found in any stage folder.")])
+    by_hash = {_sha(p): label for label, p in found}
+    folders = {k: d.resolve() for k in STAGES if (d := ctx.dir(k))}
+    blocks: list[Any] = [
+        P(
+            "Each stage's MANIFEST.json records its resolved config (hashed), its inputs with content hashes and the "
+            "hash of each input's own MANIFEST.json, package versions and wall time. An upstream hash that matches a "
+            "manifest of this run is named, so the chain can be followed back to the raw files."
+        )
+    ]
+    for label, path in found:
+        blocks.append(_lineage_block(label, path, by_hash, folders))
+    return Section("lineage", title, blocks)
+
+
+def _lineage_block(label: str, path: Path, by_hash: dict[str, str], folders: dict[str, Path]) -> Details:
+    m = _json(path) or {}
+    inputs = m.get("inputs") or []
+    rows = [[i.get("path"), (i.get("sha256") or "")[:16], _upstream(i, by_hash, folders)] for i in inputs[:8]]
+    if len(inputs) > 8:
+        rows.append([f"… and {len(inputs) - 8} more inputs", "", ""])
+    versions = ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())
+    meta = [
+        [
+            m.get("stage"),
+            (m.get("config_hash") or "")[:16],
+            _sha(path)[:16],
+            m.get("created"),
+            _hms(m.get("wall_time_s")),
+            versions,
+        ]
+    ]
+    return Details(
+        f"{label} — {path}",
+        [
+            Table(["stage", "config hash", "manifest sha256", "created", "wall", "versions"], meta),
+            Table(["input", "sha256", "upstream manifest"], rows) if rows else P("No inputs recorded."),
+        ],
+    )
+
+
+def _upstream(record: dict, by_hash: dict[str, str], folders: dict[str, Path]) -> str:
+    """Name where an input came from: a manifest of this run (by hash), else a stage folder that holds it."""
+    sha = record.get("manifest")
+    if sha and sha in by_hash:
+        return f"{sha[:16]} ← {by_hash[sha]}"
+    path = Path(str(record.get("path", ""))).resolve()
+    inside = [k for k, d in folders.items() if path == d or d in path.parents]
+    if inside:
+        return f"{sha[:16] + ' ' if sha else ''}(in the {inside[0]} folder)"
+    return f"{sha[:16]} (outside this report)" if sha else "– (raw input)"
+
+
+_SECTIONS: Sequence[Callable[[_Ctx], Section]] = (
+    _run_section,
+    _data_section,
+    _tokenizer_section,
+    _pretrain_section,
+    _anneal_section,
+    _posttrain_section,
+    _eval_section,
+    _contamination_section,
+    _chats_section,
+    _lineage_section,
+)
+
+
+def image_files(index_html: Path) -> Iterable[Path]:
+    """The image files an index.html refers to (for checks that the folder is self-contained)."""
+    import re
+
+    text = Path(index_html).read_text(encoding="utf-8")
+    return [Path(index_html).parent / html.unescape(src) for src in re.findall(r'<img src="([^"]+)"', text)]
