@@ -16,7 +16,7 @@ from herd.core.io import atomic_write_text
 from herd.core.logging import get_logger
 from herd.scaling.config import ScalingConfig
 from herd.scaling.fit import FitError, ScalingFit, fit_flops_to_nll, fit_nll_to_accuracy, fit_scaling
-from herd.scaling.sweep import collect
+from herd.scaling.sweep import SWEEP_LOG, collect
 
 log = get_logger(__name__)
 
@@ -65,15 +65,37 @@ def downstream(train: list[dict[str, Any]], fit: ScalingFit) -> dict[str, Any] |
 
 
 def predict_holdout(fit: ScalingFit, held: dict[str, Any], key: str) -> dict[str, Any]:
-    pred, lo, hi = fit.predict_loss(held["budget"], held[key])
-    measured = held["val_loss"]
-    return {
-        "budget": held["budget"],
+    """The held-out run's loss from fits that never saw it: the compute-optimal loss trend at its budget,
+    plus the mean IsoFLOP curvature for its distance from the law's optimum x*(C). The measurement is
+    read only after the prediction is made, to compare."""
+    budget, x = held["budget"], held[key]
+    pred, lo, hi = fit.predict_loss(budget, x)
+    x_opt, x_lo, x_hi = fit.predict(budget)
+    out = {
+        "budget": budget,
         "size": held["size"],
+        "x": x,
+        "x_opt": x_opt,  # where the law puts the optimum at this budget
+        "x_opt_ci": (x_lo, x_hi),
         "predicted": pred,
         "predicted_ci": (lo, hi),
-        "measured": measured,
-        "relative_error": (pred - measured) / measured,
+    }
+    measured = held["val_loss"]
+    return {**out, "measured": measured, "relative_error": (pred - measured) / measured}
+
+
+def timing(cfg: ScalingConfig, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sums of the per-run wall and CPU times (training + benchmark; with one thread per run, CPU time is
+    what a run takes on an idle core) and the wall time of each `sweep` call."""
+    calls = []
+    log_path = Path(cfg.run_dir) / SWEEP_LOG
+    if log_path.is_file():
+        calls = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    return {
+        "runs": len(results),
+        "run_seconds_sum": float(sum(r.get("seconds", 0.0) for r in results)),
+        "run_cpu_seconds_sum": float(sum(r.get("cpu_seconds", 0.0) for r in results)),
+        "sweep_calls": calls,
     }
 
 
@@ -95,11 +117,13 @@ def analyze(cfg: ScalingConfig, n_boot: int = 1000, plots: bool = True) -> dict[
     }
     held = [r for r in results if r["holdout"]]
     report["holdout"] = predict_holdout(fits[key], held[0], key) if held else None
+    report["timing"] = timing(cfg, results)
     out = Path(cfg.run_dir)
     if plots:
         from herd.scaling.plots import plot_all
 
-        report["plots"] = [str(p) for p in plot_all(out, train, held, fits[key], key, report["downstream"])]
+        paths = plot_all(out, train, held, fits[key], key, report["downstream"], report["holdout"])
+        report["plots"] = [str(p) for p in paths]
     atomic_write_text(out / "fit.json", json.dumps(report, indent=2, default=float) + "\n")
     return report
 
@@ -129,10 +153,22 @@ def format_report(report: dict[str, Any]) -> str:
     if h:
         lo, hi = h["predicted_ci"]
         verdict = "within" if abs(h["relative_error"]) <= 0.03 else "OUTSIDE"
+        x_name = "tokens" if report["axis"] == "tokens" else "parameters"
         lines.append(
-            f"held-out run C {h['budget']:.2e} {h['size']}: predicted loss {h['predicted']:.4f} [{lo:.4f}, {hi:.4f}], "
-            f"measured {h['measured']:.4f}, error {100 * h['relative_error']:+.2f}% ({verdict} 3%)"
+            f"held-out run C {h['budget']:.2e} {h['size']} ({h['x']:.4g} {x_name}; the law's optimum there: "
+            f"{h['x_opt']:.4g} [{h['x_opt_ci'][0]:.4g}, {h['x_opt_ci'][1]:.4g}])"
         )
+        lines.append(
+            f"  predicted loss {h['predicted']:.4f} [{lo:.4f}, {hi:.4f}], measured {h['measured']:.4f}, "
+            f"error {100 * h['relative_error']:+.2f}% ({verdict} 3%)"
+        )
+    t = report.get("timing")
+    if t and t["run_seconds_sum"]:
+        walls = ", ".join(f"{c['wall_seconds']:.0f}s ({c['trained']} runs, {c['workers']} workers)"
+                          for c in t["sweep_calls"])  # fmt: skip
+        cpu = f" ({t['run_cpu_seconds_sum']:.0f} CPU-s)" if t["run_cpu_seconds_sum"] else ""
+        lines.append(f"{t['runs']} runs, per-run times sum to {t['run_seconds_sum']:.0f}s{cpu}")
+        lines.append(f"sweep wall time per `sweep` call: {walls or 'n/a (no sweeps.jsonl)'}")
     for p in report.get("plots", []):
         lines.append(f"plot: {p}")
     return "\n".join(lines)

@@ -22,18 +22,22 @@ class SizeSection:
 
 @dataclass
 class BuildSection:
-    """Token shards made on first use when `data.shards` has none: a small BPE tokenizer, then `tokenize`.
-    An input named "stdlib" means this Python's top-level standard-library modules (on every machine)."""
+    """Token shards built for the sweep: a small BPE tokenizer, then `tokenize` (into `<shards>-docs` when
+    `windows`). An input named "stdlib" means this Python's top-level standard-library modules (on every
+    machine)."""
 
     inputs: list[str] = field(default_factory=lambda: ["stdlib"])
     vocab_size: int = 1024
     val_fraction: float = 0.05
+    # Cut every document into windows of seq_len + 1 tokens (remainders dropped), so each batch row comes
+    # from a random file: whole files read in order make a tiny run's final loss depend on its last files.
+    windows: bool = True
 
 
 @dataclass
 class DataSection:
     shards: str = "runs/scaling/tokens"
-    build: BuildSection | None = field(default_factory=BuildSection)  # None: the shards must exist
+    build: BuildSection | None = field(default_factory=BuildSection)  # None: use `shards` as they are
 
 
 @dataclass

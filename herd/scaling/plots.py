@@ -20,7 +20,12 @@ def _pyplot():
 
 
 def plot_isoflops(
-    path: Path, runs: list[dict[str, Any]], held: list[dict[str, Any]], fit: ScalingFit, key: str
+    path: Path,
+    runs: list[dict[str, Any]],
+    held: list[dict[str, Any]],
+    fit: ScalingFit,
+    key: str,
+    prediction: dict[str, Any] | None = None,
 ) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -33,6 +38,10 @@ def plot_isoflops(
         ax.scatter([f.x_opt], [f.loss_opt], color=color, marker="*", s=160, edgecolor="black", zorder=3)
     for h in held:
         ax.scatter([h[key]], [h["val_loss"]], color="red", marker="D", label=f"held out {h['budget']:.1e}")
+    if prediction:
+        p, (lo, hi) = prediction["predicted"], prediction["predicted_ci"]
+        ax.errorbar([prediction["x"]], [p], yerr=[[p - lo], [hi - p]], color="red", marker="o", mfc="none",
+                    capsize=3, ls="none", label="its prediction (95% CI)")  # fmt: skip
     ax.set_xscale("log")
     ax.set_xlabel("training tokens D" if key == "tokens" else "parameters N")
     ax.set_ylabel("validation loss")
@@ -99,9 +108,13 @@ def plot_all(
     fit: ScalingFit,
     key: str,
     down: dict[str, Any] | None,
+    prediction: dict[str, Any] | None = None,
 ) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    paths = [plot_isoflops(out / "isoflops.png", runs, held, fit, key), plot_power_law(out / "power_law.png", fit, key)]
+    paths = [
+        plot_isoflops(out / "isoflops.png", runs, held, fit, key, prediction),
+        plot_power_law(out / "power_law.png", fit, key),
+    ]
     if down:
         paths.append(plot_downstream(out / "downstream.png", runs, down))
     return paths

@@ -33,6 +33,7 @@ from herd.train.config import PretrainConfig
 log = get_logger(__name__)
 
 RESULT = "result.json"
+SWEEP_LOG = "sweeps.jsonl"  # one line per `sweep` call: wall time, runs trained, workers
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -48,26 +49,67 @@ def stdlib_files() -> list[str]:
 
 
 def prepare_shards(cfg: ScalingConfig) -> Path:
-    """Token shards for the sweep: `data.shards` if it holds shards, else build them (tokenizer, tokenize).
-    Both stages write manifests, so a second call is a no-op."""
+    """Token shards for the sweep. With `data.build` unset, `data.shards` as it is; else build them: a
+    small BPE tokenizer, `tokenize` into `<shards>-docs`, then cut into windows in `<shards>`. Every
+    stage writes a manifest, so a second call only checks hashes."""
     shards = Path(cfg.data.shards)
-    if (shards / "MANIFEST.json").is_file() or cfg.data.build is None:
+    b = cfg.data.build
+    if b is None:
         if not shards.is_dir():
             raise FileNotFoundError(f"{shards}: no token shards (run `herd tokenize`, or set data.build)")
         return shards
     from herd.data.tokenize import TokenizeConfig, tokenize
     from herd.tokenizer.train import TokenizerTrainConfig, train_stage
 
-    b = cfg.data.build
     inputs = [f for i in b.inputs for f in (stdlib_files() if i == "stdlib" else [i])]
     tok_dir = shards.parent / f"{shards.name}-tokenizer"
+    docs = shards.parent / f"{shards.name}-docs" if b.windows else shards
     train_stage(TokenizerTrainConfig(inputs=inputs, out=str(tok_dir), vocab_size=b.vocab_size))
     tok = TokenizeConfig(
-        tokenizer=str(tok_dir / "tokenizer.model"), sources={"text": inputs}, out=str(shards),
+        tokenizer=str(tok_dir / "tokenizer.model"), sources={"text": inputs}, out=str(docs),
         val_fraction=b.val_fraction, workers=1,
     )  # fmt: skip
     tokenize(tok)
+    if b.windows:
+        cut_windows(docs, shards, cfg.seq_len + 1)
     return shards
+
+
+def cut_windows(src: Path, out: Path, length: int) -> Path:
+    """Every document of `src` cut into windows of `length` tokens (a remainder shorter than that is
+    dropped), same layout and shard names, in `out`.
+
+    The loader reads a document's tokens consecutively, so with whole files as documents one optimizer
+    step sees one or two files and the last steps of a run decide its loss: on the stdlib corpus two seeds
+    of one run differed by up to 0.12 nats. With windows of seq_len + 1 as documents, each row of a batch
+    is one window from a random file and every label keeps its full context. The manifest carries the
+    tokenize stage's `tokenizer`, which herd.train copies into the exported models (the benchmark needs it)."""
+    from herd.core.manifest import Manifest, run_stage
+    from herd.data.shards import TokenShard, write_shard
+
+    bins = sorted(src.glob("*/*/*.bin"))
+    if not bins:
+        raise FileNotFoundError(f"{src}: no token shards (<source>/<split>/*.bin)")
+
+    def stage(tmp: Path) -> dict[str, Any]:
+        kept = dropped = windows = 0
+        for path in bins:
+            shard = TokenShard(path)
+            pieces = []
+            for doc in shard.docs():
+                n = len(doc) // length
+                pieces.extend(doc[i * length : (i + 1) * length] for i in range(n))
+                kept, dropped = kept + n * length, dropped + len(doc) - n * length
+            dest = tmp / path.relative_to(src)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            write_shard(dest, pieces, shard.vocab_size)
+            windows += len(pieces)
+        return {"windows": windows, "tokens_kept": kept, "tokens_dropped": dropped}
+
+    upstream = Manifest.find(src)
+    tokenizer = upstream.config.get("tokenizer", "") if upstream else ""
+    run_stage("windows", bins, {"length": length, "tokenizer": tokenizer}, out, stage)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ the grid
@@ -187,13 +229,15 @@ def run_one(cfg: ScalingConfig, spec: RunSpec, shards: Path) -> dict[str, Any] |
             return load_result(Path(spec.run_dir))
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         size = next(s for s in cfg.sizes if s.name == spec.size)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         pcfg = pretrain_config(cfg, size, shards, spec.run_dir, spec.steps, spec.batch_tokens)
         summary = Trainer(pcfg).fit()
         result: dict[str, Any] = {**asdict(spec), "val_loss": summary["held_out_loss_last"]}
         result["train_seconds"] = time.perf_counter() - start
         result.update(benchmark(cfg, Path(spec.run_dir) / "final"))
         result["seconds"] = time.perf_counter() - start
+        # CPU time of this process: what the run costs on an idle core (wall time counts other jobs' share)
+        result["cpu_seconds"] = time.process_time() - cpu
         atomic_write_text(Path(spec.run_dir) / RESULT, json.dumps(result, indent=2) + "\n")
         log.info("%s: val loss %.4f in %.0fs", spec.run_dir, result["val_loss"], result["seconds"])
         return result
@@ -228,6 +272,7 @@ def _run_entry(args: tuple[dict, dict, str]) -> dict[str, Any] | None:
 
 def run_sweep(cfg: ScalingConfig, workers: int | None = None) -> list[dict[str, Any]]:
     """Train every run not yet done, `workers` at a time (each in its own process); return all results."""
+    start = time.perf_counter()
     shards = prepare_shards(cfg)
     specs = plan(cfg, shards)
     todo = [s for s in specs if not s.done]
@@ -236,13 +281,19 @@ def run_sweep(cfg: ScalingConfig, workers: int | None = None) -> list[dict[str, 
     # Larger runs first: the last worker to finish then waits on a short run, not a long one.
     todo.sort(key=lambda s: -s.flops)
     if workers == 1:
-        for s in todo:
-            run_one(cfg, s, shards)
+        done = [run_one(cfg, s, shards) for s in todo]
     else:
         jobs = [(asdict(cfg), asdict(s), str(shards)) for s in todo]
         ctx = get_context("spawn")  # no forked torch thread pools
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
-            list(pool.map(_run_entry, jobs))
+            done = list(pool.map(_run_entry, jobs))
+    trained = [r for r in done if r is not None]
+    if trained:
+        record = {"wall_seconds": time.perf_counter() - start, "trained": len(trained), "workers": workers,
+                  "run_seconds_sum": sum(r["seconds"] for r in trained),
+                  "run_cpu_seconds_sum": sum(r.get("cpu_seconds", 0.0) for r in trained)}  # fmt: skip
+        with open(Path(cfg.run_dir) / SWEEP_LOG, "a") as f:
+            f.write(json.dumps(record) + "\n")
     return collect(cfg)
 
 

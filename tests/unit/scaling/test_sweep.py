@@ -11,8 +11,9 @@ import pytest
 from herd.cli.main import main
 from herd.core.config import from_dict, load_config
 from herd.model.config import flops_per_token
+from herd.scaling.analyze import analyze
 from herd.scaling.config import ScalingConfig
-from herd.scaling.sweep import RESULT, benchmark, claim, plan, pretrain_config, run_one
+from herd.scaling.sweep import RESULT, benchmark, claim, cut_windows, plan, pretrain_config, run_one
 from herd.train.loop import model_config
 
 REPO = Path(__file__).resolve().parents[3]
@@ -43,6 +44,25 @@ def test_plan_spends_the_budget_by_the_models_own_accounting(tmp_path, token_dir
         assert s.flops_per_token == flops_per_token(model_config(pcfg, 1024), cfg.seq_len)
         assert abs(s.tokens - s.budget / s.flops_per_token) <= s.batch_tokens / 2  # D = C / FLOPs-per-token(N)
         assert s.flops == pytest.approx(s.tokens * s.flops_per_token)
+
+
+def test_windows_cut_every_document_and_keep_the_layout(tmp_path, token_dir):
+    from herd.data.shards import TokenShard
+
+    out = cut_windows(token_dir, tmp_path / "win", 33)
+    src = sorted(p.relative_to(token_dir) for p in token_dir.glob("*/*/*.bin"))
+    assert sorted(p.relative_to(out) for p in out.glob("*/*/*.bin")) == src  # same sources, splits, shards
+    for rel in src:
+        whole, cut = TokenShard(token_dir / rel), TokenShard(out / rel)
+        assert all(len(w) == 33 for w in cut.docs())
+        assert cut.n_tokens == sum(len(d) // 33 * 33 for d in whole.docs())  # remainders dropped
+        first = next(d for d in whole.docs() if len(d) >= 66)
+        assert any(np.array_equal(first[33:66], w) for w in cut.docs())  # windows are slices of documents
+    manifest = (out / "MANIFEST.json").stat().st_mtime_ns
+    tokenizer = json.loads((token_dir / "MANIFEST.json").read_text())["config"]["tokenizer"]
+    assert json.loads((out / "MANIFEST.json").read_text())["config"]["tokenizer"] == tokenizer  # for exports
+    cut_windows(token_dir, out, 33)
+    assert (out / "MANIFEST.json").stat().st_mtime_ns == manifest  # done: skipped
 
 
 def test_run_schedule_is_the_papers_scaled_to_the_run(tmp_path, token_dir):
@@ -100,7 +120,8 @@ def _write_results(root: Path) -> None:
 
 def test_fit_command_writes_report_and_plots(tmp_path, capsys):
     _write_results(tmp_path)
-    assert load_config(ScalingConfig, TINY).holdout.size == "s3"  # the bundled config loads
+    tiny = load_config(ScalingConfig, TINY)  # the bundled config loads; its held-out run is 2x its largest budget
+    assert tiny.holdout.budget == 2 * max(tiny.budgets) and tiny.holdout.size in {s.name for s in tiny.sizes}
     assert main(["scaling", "fit", str(TINY), f"run_dir={tmp_path}", "--boot", "200"]) == 0
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "fit.json").read_text())
@@ -108,6 +129,18 @@ def test_fit_command_writes_report_and_plots(tmp_path, capsys):
     assert abs(report["holdout"]["relative_error"]) < 0.03 and "held-out run" in out
     for name in ("isoflops.png", "power_law.png", "downstream.png"):
         assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_holdout_prediction_never_reads_the_holdout(tmp_path):
+    _write_results(tmp_path)
+    cfg = from_dict(ScalingConfig, {"run_dir": str(tmp_path), "benchmark": {"task": ""}})
+    first = analyze(cfg, n_boot=100, plots=False)["holdout"]
+    held = next(tmp_path.glob("runs/4e+12-*/result.json"))
+    r = json.loads(held.read_text())
+    held.write_text(json.dumps({**r, "val_loss": r["val_loss"] + 1.0}))
+    second = analyze(cfg, n_boot=100, plots=False)["holdout"]
+    assert second["predicted"] == first["predicted"] and second["predicted_ci"] == first["predicted_ci"]
+    assert second["measured"] == pytest.approx(first["measured"] + 1.0)
 
 
 def test_fit_without_runs_is_a_one_line_error(tmp_path, capsys):
