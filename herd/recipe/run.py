@@ -92,7 +92,11 @@ class Recipe:
         from herd.data.pipeline import CurateConfig
 
         wired = [f"inputs=['{self.corpus_documents()}']", f"out={self.paths.curate}"]
-        return stage_config(CurateConfig, self.cfg.curate, wired)
+        ccfg = stage_config(CurateConfig, self.cfg.curate, wired)
+        if not self.cfg.corpus.documents and ccfg.heuristics.dirty_words_dir:
+            # The bundled corpus brings its own dirty-word lists (npm naughty-words) beside the documents.
+            ccfg.heuristics.dirty_words_dir = str(self.paths.corpus / "documents-resources" / "ldnoobw")
+        return ccfg
 
     def stage_curate(self) -> Path:
         from herd.data.pipeline import run_curation

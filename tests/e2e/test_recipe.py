@@ -35,7 +35,8 @@ def overrides(run_dir: Path) -> list[str]:
     return [
         f"run_dir={run_dir}",
         f"corpus.documents={SLICE}",
-        "curate.overrides=['executor.workers=1', 'executor.tasks=1']",
+        # The slice has no dirty-word lists (the bundled corpus build brings them): that filter is off.
+        "curate.overrides=['executor.workers=1', 'executor.tasks=1', 'heuristics.dirty_words_dir=\"\"']",
         "tokenizer.vocab_size=768",
         "tokenize.val_fraction=0.1",
         f"pretrain.overrides={pretrain}",
