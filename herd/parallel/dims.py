@@ -23,6 +23,8 @@ class ParallelConfig:
     pp_microbatches: int = 0  # 0: pp
     pp_lighter_ends: bool = False  # first and last stage one layer lighter (the paper's split)
     reshard_after_forward: bool = False  # False: the paper's mode (no weight re-gather in backward)
+    # Under TP, the loss on vocabulary-sharded logits: no all-gather of (tokens × vocab) logits. Not with PP.
+    loss_parallel: bool = True
     backend: str = ""  # "": nccl on CUDA, gloo on CPU
 
 

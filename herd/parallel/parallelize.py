@@ -6,6 +6,7 @@ One process is the degenerate case: no process group, no mesh, every degree 1, n
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -79,7 +80,7 @@ class Parallel:
         if self.dims.tp > 1:
             from herd.parallel.tp import apply_tp
 
-            apply_tp(model, self.mesh["tp"])
+            apply_tp(model, self.mesh["tp"], self.loss_parallel)
         if ac:
             apply_activation_checkpointing(model)
         if compile:
@@ -90,6 +91,20 @@ class Parallel:
                 self.mesh["dp_replicate", "dp_shard_cp"] if self.dims.dp_replicate > 1 else self.mesh["dp_shard_cp"]
             )
             apply_fsdp(model, fsdp_mesh, param_dtype, self.cfg.reshard_after_forward)
+
+    @property
+    def loss_parallel(self) -> bool:
+        """Vocabulary-sharded logits and loss (TP without PP: a pipeline's last stage computes the loss
+        inside the schedule, where the loss-parallel context cannot reach its backward)."""
+        return self.dims.tp > 1 and self.dims.pp == 1 and self.cfg.loss_parallel
+
+    def loss_context(self) -> contextlib.AbstractContextManager:
+        """Where the loss and its backward run: torch's loss_parallel() under TP, else nothing."""
+        if not self.loss_parallel:
+            return contextlib.nullcontext()
+        from torch.distributed.tensor.parallel import loss_parallel
+
+        return loss_parallel()
 
     def close(self) -> None:
         if self.mesh is not None and dist.is_initialized():

@@ -3,7 +3,9 @@
 Q/K/V and w1/w3 are split by output features (columns), wo and w2 by input features (rows), so each
 rank computes whole heads and a slice of the SwiGLU hidden; between blocks activations are split along
 the sequence (sequence parallel), which the norms run on directly. The embedding is split by vocabulary;
-the output projection by vocabulary too, gathering logits for the loss.
+the output projection by vocabulary too: with `loss_parallel` its logits stay sharded by vocabulary
+(a DTensor) and the cross-entropy runs under torch's `loss_parallel()`, which reduces the softmax
+statistics across ranks instead of gathering the (tokens × vocab) logits; otherwise they are gathered.
 """
 
 from __future__ import annotations
@@ -20,14 +22,19 @@ from torch.distributed.tensor.parallel import (
 )
 
 
-def apply_tp(model: nn.Module, mesh: DeviceMesh) -> nn.Module:
+def apply_tp(model: nn.Module, mesh: DeviceMesh, loss_parallel: bool = False) -> nn.Module:
+    output = (
+        ColwiseParallel(input_layouts=Shard(1), output_layouts=Shard(-1), use_local_output=False)
+        if loss_parallel
+        else ColwiseParallel(input_layouts=Shard(1), output_layouts=Replicate())
+    )
     parallelize_module(
         model,
         mesh,
         {
             "tok_embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=Shard(1)),
             "norm": SequenceParallel(),
-            "output": ColwiseParallel(input_layouts=Shard(1), output_layouts=Replicate()),
+            "output": output,
         },
     )
     for block in model.layers.values():

@@ -6,6 +6,7 @@ and gives the loader its data-parallel rank, without changing this loop's arithm
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -211,7 +212,8 @@ class Trainer:
             if self.pipeline is not None and not plain:
                 total += self._pipeline_step(b, 1.0, train=False)
             else:
-                total += self.token_loss_sum(model, b, parallel=not plain).item()
+                with self.par.loss_context() if not plain else contextlib.nullcontext():
+                    total += float(self.token_loss_sum(model, b, parallel=not plain))
             count += full.n_labels
         model.train(was_training)
         return (total if plain else self.par.sum(total)) / max(count, 1)
@@ -250,9 +252,10 @@ class Trainer:
         else:
             loss = 0.0
             for b in batches:
-                micro = self.loss(b, n_labels)
-                (micro * scale).backward()  # grads accumulate in the fp32 parameters' .grad
-                loss += micro.item()
+                with self.par.loss_context():  # the loss and its backward, on vocabulary-sharded logits under TP
+                    micro = self.loss(b, n_labels)
+                    (micro * scale).backward()  # grads accumulate in the fp32 parameters' .grad
+                loss += float(micro)
         loss = self.par.sum(loss)
         lr = self.current_lr()
         reason = self._guard(loss)

@@ -48,7 +48,8 @@ def assert_same(got: dict[int, float], want: dict[int, float]) -> None:
     [
         (2, ["parallel.dp_shard=2"]),
         (2, ["parallel.dp_replicate=2", "parallel.dp_shard=1"]),
-        (2, ["parallel.tp=2", "parallel.dp_shard=1"]),
+        (2, ["parallel.tp=2", "parallel.dp_shard=1"]),  # loss parallel (the default under TP)
+        (2, ["parallel.tp=2", "parallel.dp_shard=1", "parallel.loss_parallel=false"]),  # logits gathered
         (2, ["parallel.cp=2", "parallel.dp_shard=1"]),
         (4, ["parallel.dp_shard=2", "parallel.tp=2"]),
         (4, ["parallel.tp=2", "parallel.cp=2", "parallel.dp_shard=1"]),
@@ -56,7 +57,18 @@ def assert_same(got: dict[int, float], want: dict[int, float]) -> None:
         (2, ["parallel.pp=2", "parallel.dp_shard=1", "parallel.pp_schedule=GPipe", "parallel.pp_microbatches=2"]),
         (4, ["parallel.pp=2", "parallel.dp_shard=2", "parallel.pp_microbatches=2"]),
     ],
-    ids=["fsdp2", "hsdp2x1", "tp2", "cp2", "fsdp2xtp2", "tp2xcp2", "pp2-1f1b", "pp2-gpipe", "fsdp2xpp2"],
+    ids=[
+        "fsdp2",
+        "hsdp2x1",
+        "tp2",
+        "tp2-gathered-logits",
+        "cp2",
+        "fsdp2xtp2",
+        "tp2xcp2",
+        "pp2-1f1b",
+        "pp2-gpipe",
+        "fsdp2xpp2",
+    ],
 )
 def test_layout_matches_one_process(token_dir, tmp_path, reference, nproc: int, layout: list[str]) -> None:
     assert_same(run(token_dir, tmp_path, nproc, f"schedule.max_steps={STEPS}", *layout), reference)
