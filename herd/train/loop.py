@@ -255,7 +255,7 @@ class Trainer:
                 with self.par.loss_context():  # the loss and its backward, on vocabulary-sharded logits under TP
                     micro = self.loss(b, n_labels)
                     (micro * scale).backward()  # grads accumulate in the fp32 parameters' .grad
-                loss += float(micro)
+                loss += micro.item()
         loss = self.par.sum(loss)
         lr = self.current_lr()
         reason = self._guard(loss)
