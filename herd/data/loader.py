@@ -72,11 +72,20 @@ class Batch:
 
 
 class _Source:
-    """One source's documents across its shards, in a seeded per-epoch order, strided by rank."""
+    """One source's units across its shards, in a seeded per-epoch order, strided by rank.
 
-    def __init__(self, shards: Sequence[Path], seed: int, rank: int, world: int) -> None:
+    A unit is a whole document, or with `chunk` > 0 a piece of at most `chunk` tokens of one. Pieces are
+    shuffled independently, so a step of a small run sees many documents instead of consecutive windows
+    of one long one; each piece is its own document for the attention mask.
+    """
+
+    def __init__(self, shards: Sequence[Path], seed: int, rank: int, world: int, chunk: int = 0) -> None:
         self.shards = [TokenShard(p) for p in shards]
-        counts = np.array([len(s) for s in self.shards], dtype=np.int64)
+        self.chunk = chunk
+        lengths = [np.diff(np.asarray(s.offsets, dtype=np.int64)) for s in self.shards]
+        pieces = [np.maximum(1, -(-n // chunk)) if chunk else np.ones_like(n) for n in lengths]
+        self.unit_ends = [np.cumsum(p) for p in pieces]  # per shard: units up to and including each document
+        counts = np.array([int(e[-1]) if len(e) else 0 for e in self.unit_ends], dtype=np.int64)
         if counts.sum() < world:
             raise ValueError(f"{shards[0].parent}: {counts.sum()} documents cannot feed {world} ranks")
         self.starts = np.concatenate([[0], np.cumsum(counts)])
@@ -90,14 +99,20 @@ class _Source:
             self._order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n_docs)
         return self._order
 
-    def next_doc(self) -> tuple[int, int]:
-        """(shard index, document index) of this rank's next document; epochs wrap."""
+    def next_doc(self) -> tuple[int, int, int, int]:
+        """(shard, document, start, end) of this rank's next unit; epochs wrap."""
         if self.position >= self.n_docs:
             self.epoch, self.position, self._order = self.epoch + 1, self.rank, None
         g = int(self._permutation()[self.position])
         self.position += self.world
         shard = int(np.searchsorted(self.starts, g, side="right") - 1)
-        return shard, g - int(self.starts[shard])
+        unit = g - int(self.starts[shard])
+        doc = int(np.searchsorted(self.unit_ends[shard], unit, side="right"))
+        n = len(self.tokens(shard, doc))
+        if not self.chunk:
+            return shard, doc, 0, n
+        piece = unit - (int(self.unit_ends[shard][doc - 1]) if doc else 0)
+        return shard, doc, piece * self.chunk, min(n, (piece + 1) * self.chunk)
 
     def tokens(self, shard: int, doc: int) -> np.ndarray:
         return self.shards[shard].doc(doc)
@@ -113,16 +128,19 @@ class TokenLoader:
         seed: int = 0,
         rank: int = 0,
         world: int = 1,
+        chunk_tokens: int = 0,
     ) -> None:
         unknown = {k for s in mix.stages for k in s.weights} - set(sources)
         if unknown:
             raise ValueError(f"mix names sources with no shards: {sorted(unknown)}; have {sorted(sources)}")
         self.names = sorted(sources)
-        self.sources = {name: _Source(sources[name], seed + 1000 * i, rank, world) for i, name in enumerate(self.names)}
+        self.sources = {
+            n: _Source(sources[n], seed + 1000 * i, rank, world, chunk_tokens) for i, n in enumerate(self.names)
+        }
         self.mix, self.seed, self.rank, self.world = mix, seed, rank, world
         self.draws = 0  # documents drawn so far (indexes the source-choice random stream)
         self.tokens_seen = 0  # tokens emitted by this rank × world: an estimate of the global count
-        self.current: tuple[str, int, int, int] | None = None  # (source, shard, doc, offset) being consumed
+        self.current: tuple[str, int, int, int, int] | None = None  # (source, shard, doc, offset, end) being read
         self.source_tokens = dict.fromkeys(self.names, 0)
         self._block: tuple[int, np.ndarray] | None = None
 
@@ -148,17 +166,16 @@ class TokenLoader:
         while have < n:
             if self.current is None:
                 name = self._draw_source()
-                shard, doc = self.sources[name].next_doc()
-                self.current = (name, shard, doc, 0)
-            name, shard, doc, offset = self.current
-            piece = self.sources[name].tokens(shard, doc)[offset : offset + n - have]
+                self.current = (name, *self.sources[name].next_doc())
+            name, shard, doc, offset, stop = self.current
+            piece = self.sources[name].tokens(shard, doc)[offset : min(stop, offset + n - have)]
             toks.append(np.asarray(piece, dtype=np.int64))
             ids.append(np.full(len(piece), doc_id, dtype=np.int64))
             have += len(piece)
             doc_id += 1
             self.source_tokens[name] += len(piece)
             end = offset + len(piece)
-            self.current = None if end >= len(self.sources[name].tokens(shard, doc)) else (name, shard, doc, end)
+            self.current = None if end >= stop else (name, shard, doc, end, stop)
         return np.concatenate(toks), np.concatenate(ids)
 
     def next_batch(self, batch_size: int, seq_len: int) -> Batch:
@@ -190,6 +207,9 @@ class TokenLoader:
             )
         self.draws, self.tokens_seen = int(state["draws"]), int(state["tokens_seen"])
         self.current = tuple(state["current"]) if state["current"] else None
+        if self.current is not None and len(self.current) == 4:  # written before units had an end
+            name, shard, doc, _ = self.current
+            self.current = (*self.current, len(self.sources[name].tokens(shard, doc)))
         for name, s in state["sources"].items():
             src = self.sources[name]
             src.epoch, src.position, src._order = int(s["epoch"]), int(s["position"]), None

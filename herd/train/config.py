@@ -35,6 +35,9 @@ class DataSection:
     mix: dict[str, float] = field(default_factory=dict)  # empty: every source weighted by its tokens
     mix_stages: list[MixStageSection] = field(default_factory=list)  # later changes [P §3.4.1]
     seed: int = 0
+    # Shuffle documents in pieces of at most this many tokens (0: whole documents). A small run on long
+    # documents otherwise spends whole steps on consecutive windows of one document.
+    chunk_tokens: int = 0
 
 
 @dataclass

@@ -110,7 +110,7 @@ class Trainer:
         )
         self.lr_schedule, self.ramp = cfg.lr_schedule(), cfg.ramp_schedule()
         self.main_mix = cfg.mix_schedule(self._token_weights())
-        self.loader = TokenLoader(self.sources, self.main_mix, seed=cfg.data.seed)
+        self.loader = TokenLoader(self.sources, self.main_mix, seed=cfg.data.seed, chunk_tokens=cfg.data.chunk_tokens)
         self.state = TrainState()
         self.ckpt = Checkpointer(
             self.run_dir / "checkpoints", cfg.checkpoint.keep, cfg.checkpoint.verify, self.par.is_main, self.par.barrier

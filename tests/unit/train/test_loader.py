@@ -86,3 +86,28 @@ def test_resume_refuses_another_rank(token_dir) -> None:
     state = TokenLoader(sources, MixSchedule.constant({"code": 1}), rank=0, world=2).state_dict()
     with pytest.raises(ValueError, match="rank 0/2"):
         TokenLoader(sources, MixSchedule.constant({"code": 1}), rank=1, world=2).load_state_dict(state)
+
+
+def test_chunked_documents_are_shuffled_pieces_and_resume_exactly(tmp_path, token_dir) -> None:
+    docs = [list(range(100, 130)), list(range(200, 205))]  # 30 tokens → pieces of 8, 8, 8, 6; then 5
+    write_shard(tmp_path / "a.bin", docs, vocab_size=300)
+    loader = TokenLoader({"a": [tmp_path / "a.bin"]}, MixSchedule.constant({"a": 1}), seed=0, chunk_tokens=8)
+    b = loader.next_batch(1, 38)  # one epoch: 30 + 5 tokens, then the next epoch's first piece
+    toks, ids = b.tokens[0].tolist(), b.doc_ids[0].tolist()
+    runs = [list(g) for _, g in itertools.groupby(zip(ids, toks), key=lambda x: x[0])]
+    pieces = [[t for _, t in r] for r in runs]
+    # Every piece is a contiguous slice of one document of at most 8 tokens, and the first epoch's five
+    # pieces cover both documents exactly once, in an order that is not the documents' own.
+    assert all(len(p) <= 8 and any(p == d[i : i + len(p)] for d in docs for i in range(len(d))) for p in pieces)
+    first_epoch = sorted(t for p in pieces[:5] for t in p)
+    assert first_epoch == sorted(docs[0] + docs[1]) and [p[0] for p in pieces[:5]] != [100, 108, 116, 124, 200]
+    # Resume mid-piece with chunking on.
+    sources = split_sources(token_dir)
+    a = TokenLoader(sources, MixSchedule.constant({"code": 1, "prose": 1}), seed=1, chunk_tokens=50)
+    for _ in range(3):
+        a.next_batch(2, 37)
+    c = TokenLoader(sources, MixSchedule.constant({"code": 1, "prose": 1}), seed=1, chunk_tokens=50)
+    c.load_state_dict(a.state_dict())
+    for _ in range(5):
+        x, y = a.next_batch(2, 37), c.next_batch(2, 37)
+        assert torch.equal(x.tokens, y.tokens) and torch.equal(x.doc_ids, y.doc_ids)
