@@ -63,13 +63,7 @@ def export_mc_task(task: Task, folder: str | Path, limit: int | None = None, pre
     data.write_text("".join(json.dumps(_row(ex, family)) + "\n" for ex in examples), encoding="utf-8")
     spec = _BUILTIN.get(family or "", _GENERIC)
     lines = [
-        f"task: {name}",
-        "dataset_path: json",
-        "dataset_kwargs:",
-        "  data_files:",
-        f"    test: {json.dumps(str(data.resolve()))}",
-        "output_type: multiple_choice",
-        "test_split: test",
+        *_task_header(name, data, "multiple_choice"),
         *(f"{k}: {_yaml_value(v)}" for k, v in spec.items()),
         "metric_list:",
         "  - metric: acc",
@@ -92,13 +86,7 @@ def export_gen_task(name: str, rows: list[dict], folder: str | Path, until: list
     data = folder / f"{name}.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     lines = [
-        f"task: {name}",
-        "dataset_path: json",
-        "dataset_kwargs:",
-        "  data_files:",
-        f"    test: {json.dumps(str(data.resolve()))}",
-        "output_type: generate_until",
-        "test_split: test",
+        *_task_header(name, data, "generate_until"),
         'doc_to_text: "{{prompt}}"',
         'doc_to_target: "{{answer}}"',
         "generation_kwargs:",
@@ -111,3 +99,16 @@ def export_gen_task(name: str, rows: list[dict], folder: str | Path, until: list
     ]
     (folder / f"{name}.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return name
+
+
+def _task_header(name: str, data: Path, output_type: str) -> list[str]:
+    """The YAML lines every exported task starts with: its name and its local JSONL test split."""
+    return [
+        f"task: {name}",
+        "dataset_path: json",
+        "dataset_kwargs:",
+        "  data_files:",
+        f"    test: {json.dumps(str(data.resolve()))}",
+        f"output_type: {output_type}",
+        "test_split: test",
+    ]

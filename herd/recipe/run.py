@@ -27,19 +27,51 @@ from herd.recipe.config import STAGES, RecipeConfig, StageSection
 log = get_logger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Paths:
     """Where each stage writes, under one run folder."""
 
     root: Path
 
-    def __getattr__(self, name: str) -> Path:
-        folders = {"corpus": "corpus", "curate": "curate", "tokenizer": "tokenizer", "tokens": "tokens",
-                   "pretrain": "pretrain", "posttrain": "posttrain", "posttrain_data": "posttrain-data",
-                   "eval": "eval", "eval_base": "eval-base", "report": "report"}  # fmt: skip
-        if name not in folders:
-            raise AttributeError(name)
-        return self.root / folders[name]
+    @property
+    def corpus(self) -> Path:
+        return self.root / "corpus"
+
+    @property
+    def curate(self) -> Path:
+        return self.root / "curate"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / "tokenizer"
+
+    @property
+    def tokens(self) -> Path:
+        return self.root / "tokens"
+
+    @property
+    def pretrain(self) -> Path:
+        return self.root / "pretrain"
+
+    @property
+    def posttrain(self) -> Path:
+        return self.root / "posttrain"
+
+    @property
+    def posttrain_data(self) -> Path:
+        return self.root / "posttrain-data"
+
+    @property
+    def eval(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def eval_base(self) -> Path:
+        return self.root / "eval-base"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
 
 
 @dataclass
