@@ -90,12 +90,13 @@ class Transformer(nn.Module):
         doc_ids (B, T): per-token document ids for packed sequences; a token attends only to earlier
         tokens of its own document [P §3.2]. cache: decode incrementally (see herd.model.generate).
         positions/attn: supplied from outside by context parallelism (global RoPE positions of the local
-        tokens, and an attention kernel that gathers K/V). A pipeline stage without embeddings takes
-        hidden states (B, T, dim) as `tokens`; one without the final norm returns hidden states.
+        tokens, and an attention kernel that gathers K/V). A later pipeline stage takes hidden states
+        (B, T, dim) as `tokens`; one without the final norm returns (hidden states, doc_ids).
         """
         if attn is None:
             positions, attn = self._positions_and_mask(tokens, doc_ids, cache)
-        h = tokens if self.tok_embeddings is None else self.tok_embeddings(tokens)  # (B, T, dim)
+        # Token ids are embedded; hidden states (a later pipeline stage's input) pass straight in.
+        h = tokens if tokens.is_floating_point() else self.tok_embeddings(tokens)  # (B, T, dim)
         cos, sin = rope_cos_sin(self.inv_freq, positions)
         if cos.dim() == 3:  # per-row positions (B, T, Dh) broadcast over heads
             cos, sin = cos[:, None], sin[:, None]
@@ -123,11 +124,13 @@ class Transformer(nn.Module):
                 return cache.reserve(T), AttnMask(causal=T > 1)
             positions, visible = cache.begin(T)
             return positions, AttnMask(dense=visible)
-        positions = torch.arange(T, device=tokens.device)
         if doc_ids is None:
-            return positions, AttnMask()
-        if doc_ids.shape != tokens.shape[:2]:  # tokens (B, T), or hidden states (B, T, dim) on a pipeline stage
+            return torch.arange(T, device=tokens.device), AttnMask()
+        # A later pipeline stage under sequence parallelism holds a slice of the sequence's hidden states;
+        # attention gathers the whole sequence, whose length the document ids give.
+        if doc_ids.shape != tokens.shape[:2] and not (tokens.is_floating_point() and doc_ids.shape[0] == len(tokens)):
             raise ValueError(f"doc_ids shape {tuple(doc_ids.shape)} != tokens shape {tuple(tokens.shape[:2])}")
+        positions = torch.arange(doc_ids.shape[1], device=tokens.device)
         if self._use_flex(tokens):
             return positions, AttnMask(block=flex_document_mask(doc_ids))
         return positions, AttnMask(dense=document_mask(doc_ids))

@@ -6,6 +6,11 @@ document mask easy (it is just a mask over gathered positions). Under GQA the ga
 torch's own context_parallel does not run on CPU, and gloo's functional all_gather returns wrong
 gradients for non-contiguous inputs (platform-notes.md), so the all-gather is an autograd function
 written here: all-gather forward, sum of the gradient slices back to their owner in backward.
+
+`apply_cp` attaches this to a model (or a pipeline stage) from outside: the caller feeds the rank's
+chunks of the tokens (or hidden states) with the whole sequence's document ids, and a forward pre-hook
+adds the global positions and the K/V-gathering attention. Pipeline stages pass the document ids on, so
+context parallelism composes with pipeline parallelism.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from herd.model.layers import AttnMask
 
@@ -71,3 +76,20 @@ class ContextParallelAttention(AttnMask):
     def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         k, v = all_gather_seq(k, self.group), all_gather_seq(v, self.group)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask, enable_gqa=True)
+
+
+def apply_cp(model: nn.Module, group: dist.ProcessGroup, cp: int, rank: int) -> nn.Module:
+    """Make `model(chunks, doc_ids)` run as context-parallel rank `rank`: `chunks` are this rank's
+    positions (`chunk_indices`) of the tokens or hidden states, `doc_ids` (B, T) the whole sequence's."""
+
+    def add_positions_and_attention(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        kwargs = dict(kwargs)
+        x = args[0] if args else kwargs.pop("tokens")
+        doc_ids = args[1] if len(args) > 1 else kwargs.pop("doc_ids")
+        T = doc_ids.shape[1]
+        kwargs["positions"] = chunk_indices(T, cp, rank, doc_ids.device)
+        kwargs["attn"] = ContextParallelAttention(group, doc_ids, T, cp, rank)
+        return (x, doc_ids), kwargs
+
+    model.register_forward_pre_hook(add_positions_and_attention, with_kwargs=True)
+    return model

@@ -19,7 +19,9 @@ class ParallelConfig:
     tp: int = 1  # tensor parallel (must divide the KV heads)
     cp: int = 1  # context parallel (sequence in 2·cp chunks)
     pp: int = 1  # pipeline stages
-    pp_schedule: str = "1F1B"  # 1F1B | GPipe (interleaved schedules: not yet)
+    # 1F1B | GPipe (one stage per rank) | Interleaved1F1B | LoopedBFS | InterleavedZeroBubble
+    pp_schedule: str = "1F1B"
+    pp_stages_per_rank: int = 1  # > 1: interleaved (looped) stages, for the multi-stage schedules
     pp_microbatches: int = 0  # 0: pp
     pp_lighter_ends: bool = False  # first and last stage one layer lighter (the paper's split)
     reshard_after_forward: bool = False  # False: the paper's mode (no weight re-gather in backward)
@@ -36,10 +38,12 @@ class ParallelDims:
     tp: int
     pp: int
     world_size: int
+    stages_per_rank: int = 1
+    lighter_ends: bool = False
 
     @staticmethod
     def resolve(cfg: ParallelConfig, world_size: int) -> ParallelDims:
-        for name in ("dp_replicate", "tp", "cp", "pp"):
+        for name in ("dp_replicate", "tp", "cp", "pp", "pp_stages_per_rank"):
             if getattr(cfg, name) < 1:
                 raise ValueError(f"parallel.{name} = {getattr(cfg, name)}: degrees must be ≥ 1")
         others = cfg.dp_replicate * cfg.tp * cfg.cp * cfg.pp
@@ -55,7 +59,9 @@ class ParallelDims:
                 f"parallel: dp_replicate {cfg.dp_replicate} × dp_shard {dp_shard} × cp {cfg.cp} × tp {cfg.tp} "
                 f"× pp {cfg.pp} = {others * dp_shard}, but the world size is {world_size}"
             )
-        return ParallelDims(cfg.dp_replicate, dp_shard, cfg.cp, cfg.tp, cfg.pp, world_size)
+        return ParallelDims(
+            cfg.dp_replicate, dp_shard, cfg.cp, cfg.tp, cfg.pp, world_size, cfg.pp_stages_per_rank, cfg.pp_lighter_ends
+        )
 
     def check_model(self, cfg: ModelConfig, seq_lens: list[int]) -> None:
         """Fail in one line when the model's shapes cannot be split this way."""
@@ -63,14 +69,13 @@ class ParallelDims:
             raise ValueError(f"parallel.tp = {self.tp} does not divide the model's {cfg.n_kv_heads} KV heads")
         if cfg.n_heads % self.tp:
             raise ValueError(f"parallel.tp = {self.tp} does not divide the model's {cfg.n_heads} attention heads")
-        if self.tp > 1 and cfg.tie_embeddings:
-            raise ValueError("parallel.tp > 1 with tied embeddings is not supported (untie the output layer)")
-        if self.pp > 1 and cfg.tie_embeddings:
-            raise ValueError("parallel.pp > 1 with tied embeddings is not supported (untie the output layer)")
-        if self.pp > 1 and self.cp > 1:
-            raise ValueError("parallel.pp > 1 together with parallel.cp > 1 is not supported yet")
-        if self.pp > cfg.n_layers:
-            raise ValueError(f"parallel.pp = {self.pp} is more stages than the model's {cfg.n_layers} layers")
+        stages = self.pp * self.stages_per_rank
+        slots = cfg.n_layers + (2 if self.lighter_ends else 0)  # end stages may hold no layer then
+        if self.pp > 1 and stages > slots:
+            raise ValueError(
+                f"parallel.pp × pp_stages_per_rank = {stages} stages is more than the model's {cfg.n_layers} layers"
+                + (" + 2 lighter ends" if self.lighter_ends else "")
+            )
         for T in seq_lens:
             if T % (2 * self.cp):
                 raise ValueError(f"sequence length {T} is not divisible by 2·cp = {2 * self.cp}")

@@ -12,16 +12,23 @@ from torch.distributed.tensor import DTensor
 
 @torch.no_grad()
 def clip_grad_norm(
-    params: Iterable[torch.nn.Parameter], max_norm: float, pp_group: dist.ProcessGroup | None = None
+    params: Iterable[torch.nn.Parameter],
+    max_norm: float,
+    pp_group: dist.ProcessGroup | None = None,
+    counted_elsewhere: Iterable[torch.nn.Parameter] = (),
 ) -> float:
     """Clip the global L2 norm of all gradients to `max_norm`; return the norm before clipping.
 
     For DTensor gradients the norm is computed from their shards with the right collectives
     (torch's clip_grad_norm_ returns a DTensor then; `full_tensor()` makes it a number everywhere);
-    with pipeline stages the squared norms of all stages are summed over `pp_group`.
+    with pipeline stages the squared norms of all stages are summed over `pp_group`. Gradients in
+    `counted_elsewhere` (a tied embedding's copy on the last stage) are clipped but not counted twice.
     """
-    grads = [p.grad for p in params if p.grad is not None]
-    norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0, foreach=True) if grads else torch.tensor(0.0)
+    params = [p for p in params if p.grad is not None]
+    grads = [p.grad for p in params]
+    skip = {id(p) for p in counted_elsewhere}
+    counted = [p.grad for p in params if id(p) not in skip]
+    norm = torch.nn.utils.get_total_norm(counted, norm_type=2.0, foreach=True) if counted else torch.tensor(0.0)
     if isinstance(norm, DTensor):
         norm = norm.full_tensor()
     if pp_group is not None:  # each pipeline stage holds different parameters: add their squares

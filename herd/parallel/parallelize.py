@@ -69,6 +69,17 @@ class Parallel:
     def group(self, name: str) -> dist.ProcessGroup | None:
         return self.mesh[name].get_group() if self.mesh is not None and self.size(name) > 1 else None
 
+    def ends_group(self, name: str) -> dist.ProcessGroup | None:
+        """The pair of ranks at the two ends of mesh dimension `name` that share this rank's other
+        coordinates (a pipeline's first and last stage), or None if this rank is at neither end."""
+        dim = self.dims.names.index(name)
+        ends = self.mesh.mesh.movedim(dim, -1)[..., [0, -1]].reshape(-1, 2).tolist()
+        mine = None
+        for pair in ends:  # every rank creates every group, in the same order
+            group = dist.new_group(pair)
+            mine = group if self.rank in pair else mine
+        return mine
+
     def barrier(self) -> None:
         if self.mesh is not None:
             dist.barrier()
@@ -81,6 +92,10 @@ class Parallel:
             from herd.parallel.tp import apply_tp
 
             apply_tp(model, self.mesh["tp"], self.loss_parallel)
+        if self.dims.cp > 1:
+            from herd.parallel.cp import apply_cp
+
+            apply_cp(model, self.mesh["cp"].get_group(), self.dims.cp, self.coordinate("cp"))
         if ac:
             apply_activation_checkpointing(model)
         if compile:

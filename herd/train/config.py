@@ -20,6 +20,7 @@ class ModelSection:
     n_kv_heads: int = 0
     ffn_dim: int = 0
     max_seq_len: int = 0
+    tie_embeddings: bool | None = None  # None keeps the preset's (Llama 3.2 1B/3B tie, the others do not)
     attn_impl: Literal["auto", "sdpa", "flex"] = "auto"
 
 

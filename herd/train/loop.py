@@ -30,11 +30,11 @@ from herd.data.shards import TokenShard
 from herd.model import Transformer, get_preset
 from herd.model.config import ModelConfig, RopeScaling, flops_per_token
 from herd.model.convert import build_from_state_dict, save_hf
-from herd.parallel.cp import ContextParallelAttention, chunk_indices
+from herd.parallel.cp import chunk_indices
 from herd.parallel.grads import clip_grad_norm
 from herd.parallel.init import init_parallel_weights
 from herd.parallel.parallelize import Parallel
-from herd.parallel.pp import Pipeline, stage_model
+from herd.parallel.pp import Pipeline, StageParts, rank_stages, stage_model
 from herd.train.averaging import average_state_dicts
 from herd.train.checkpoint import Checkpointer
 from herd.train.config import PretrainConfig
@@ -73,6 +73,8 @@ def model_config(cfg: PretrainConfig, vocab_size: int) -> ModelConfig:
     m = cfg.model
     overrides = {k: getattr(m, k) for k in ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "max_seq_len")}
     overrides = {k: v for k, v in overrides.items() if v}
+    if m.tie_embeddings is not None:
+        overrides["tie_embeddings"] = m.tie_embeddings
     return get_preset(m.preset, vocab_size=m.vocab_size or vocab_size, attn_impl=m.attn_impl, **overrides)
 
 
@@ -119,12 +121,24 @@ class Trainer:
         self.val_batches = self._val_batches()
         self.peak_flops = cfg.runtime.peak_flops or measure_peak_flops(self.device, self.dtype)
 
-    def _build_model(self) -> Transformer:
+    def _build_model(self) -> torch.nn.Module:
         with torch.device("meta"):
             model = Transformer(self.model_cfg)
-        pc, self.pipeline = self.cfg.parallel, None
-        if self.par.dims.pp > 1:
-            model = stage_model(model, self.par.coordinate("pp"), self.par.dims.pp, pc.pp_lighter_ends)
+        pc, dims, self.pipeline = self.cfg.parallel, self.par.dims, None
+        if dims.pp == 1:
+            return self._materialize(model)
+        n_stages = dims.pp * dims.stages_per_rank
+        mine = rank_stages(self.par.coordinate("pp"), dims.pp, dims.stages_per_rank)
+        parts = {i: self._materialize(stage_model(model, i, n_stages, pc.pp_lighter_ends)) for i in mine}
+        tied = self.par.ends_group("pp") if self.model_cfg.tie_embeddings else None
+        self.pipeline = Pipeline(
+            parts, n_stages, self.par.group("pp"), self.device, pc.pp_schedule,
+            pc.pp_microbatches or dims.pp, self._pipeline_loss, tied,
+        )  # fmt: skip
+        return StageParts(list(parts.values()))
+
+    def _materialize(self, model: Transformer) -> Transformer:
+        """Parallelize a meta-device model (or pipeline stage), allocate it, and give it the seed's weights."""
         rt = self.cfg.runtime
         self.par.apply(model, self.model_cfg, self.dtype, rt.activation_checkpointing, rt.compile)
         model.to_empty(device=self.device)
@@ -132,11 +146,6 @@ class Trainer:
             model.init_weights(seed=self.cfg.seed)
         else:
             init_parallel_weights(model, self.model_cfg, self.cfg.seed)
-        if self.par.dims.pp > 1:
-            self.pipeline = Pipeline(
-                model, self.par.coordinate("pp"), self.par.dims.pp, self.par.group("pp"), self.device,
-                pc.pp_schedule, pc.pp_microbatches or self.par.dims.pp, self._pipeline_loss,
-            )  # fmt: skip
         return model
 
     def _pipeline_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -176,10 +185,9 @@ class Trainer:
         cp = self.par.dims.cp if parallel else 1
         if cp == 1:
             return {"tokens": tokens, "doc_ids": doc_ids}, labels
-        rank, T = self.par.coordinate("cp"), tokens.shape[1]
-        idx = chunk_indices(T, cp, rank, self.device)
-        attn = ContextParallelAttention(self.par.mesh["cp"].get_group(), doc_ids, T, cp, rank)
-        return {"tokens": tokens[:, idx], "positions": idx, "attn": attn}, labels[:, idx]
+        # The model's CP hook (herd.parallel.cp.apply_cp) adds global positions and K/V-gathering attention.
+        idx = chunk_indices(tokens.shape[1], cp, self.par.coordinate("cp"), self.device)
+        return {"tokens": tokens[:, idx], "doc_ids": doc_ids}, labels[:, idx]
 
     def token_loss_sum(self, model: torch.nn.Module, b: Batch, parallel: bool = True) -> torch.Tensor:
         kwargs, labels = self.model_inputs(b, parallel)
@@ -190,7 +198,8 @@ class Trainer:
     def _pipeline_step(self, b: Batch, loss_scale: float, train: bool = True) -> float:
         """All micro-batches through the pipeline; the summed losses, known on the last stage, go to all."""
         self._loss_scale = loss_scale
-        losses = self.pipeline.run(b.tokens, b.doc_ids, b.labels, train=train)
+        inputs, labels = self.model_inputs(b)
+        losses = self.pipeline.run(inputs["tokens"], inputs["doc_ids"], labels, train=train)
         return self.par.sum(sum(x.item() for x in losses), "pp")
 
     def loss(self, batch: Batch, n_labels: int) -> torch.Tensor:
@@ -261,7 +270,10 @@ class Trainer:
         reason = self._guard(loss)
         grad_norm = float("nan")
         if reason is None:
-            grad_norm = clip_grad_norm(self.model.parameters(), self.cfg.optim.grad_clip, self.par.group("pp"))
+            counted_elsewhere = self.pipeline.duplicate_weights() if self.pipeline is not None else []
+            grad_norm = clip_grad_norm(
+                self.model.parameters(), self.cfg.optim.grad_clip, self.par.group("pp"), counted_elsewhere
+            )
             reason = None if math.isfinite(grad_norm) else "nonfinite_grad"
         if reason is None:
             for g in self.optim.param_groups:

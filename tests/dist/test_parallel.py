@@ -4,43 +4,18 @@ Every layout trains on the same global batches (each data-parallel rank takes it
 losses of 5 steps must match one process up to fp32 reduction order: ≤ 1e-5 relative [issue 6].
 """
 
-import shutil
 import subprocess
-import sys
 
 import pytest
-
-from herd.train.metrics import read_metrics
+from helpers import assert_same_losses, pretrain_command
+from helpers import pretrain_losses as run
 
 STEPS = 5
-COMMON = [
-    "runtime.peak_flops=1e12", "runtime.tensorboard=false", "schedule.warmup_steps=2", "schedule.total_steps=20",
-    "ramp.micro_batch_size=2", "ramp.stages=[{after_tokens=0, batch_tokens=2048, seq_len=128}]",
-    "eval.every=0", "checkpoint.every=0", "optim.lr=3e-3", "model.n_heads=4", "model.n_kv_heads=2",
-]  # fmt: skip
-
-
-def run(token_dir, run_dir, nproc: int, *extra: str) -> dict[int, float]:
-    args = ["pretrain", "/dev/null", f"data.shards={token_dir}", f"run_dir={run_dir}", *COMMON, *extra]
-    if nproc == 1:
-        cmd = [sys.executable, "-m", "herd.cli", *args]
-    else:
-        torchrun = shutil.which("torchrun", path=str(__import__("pathlib").Path(sys.executable).parent))
-        cmd = [torchrun, "--standalone", f"--nproc_per_node={nproc}", "-m", "herd.cli", *args]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return {x["step"]: x["loss"] for x in read_metrics(run_dir / "metrics.jsonl") if x.get("kind") == "train"}
 
 
 @pytest.fixture(scope="module")
 def reference(token_dir, tmp_path_factory) -> dict[int, float]:
     return run(token_dir, tmp_path_factory.mktemp("single"), 1, f"schedule.max_steps={STEPS}")
-
-
-def assert_same(got: dict[int, float], want: dict[int, float]) -> None:
-    assert sorted(got) == sorted(want) == list(range(1, STEPS + 1))
-    for step in want:
-        assert abs(got[step] - want[step]) <= 1e-5 * abs(want[step]), (step, got[step], want[step])
 
 
 @pytest.mark.parametrize(
@@ -71,7 +46,7 @@ def assert_same(got: dict[int, float], want: dict[int, float]) -> None:
     ],
 )
 def test_layout_matches_one_process(token_dir, tmp_path, reference, nproc: int, layout: list[str]) -> None:
-    assert_same(run(token_dir, tmp_path, nproc, f"schedule.max_steps={STEPS}", *layout), reference)
+    assert_same_losses(run(token_dir, tmp_path, nproc, f"schedule.max_steps={STEPS}", *layout), reference)
 
 
 def test_reshard_4_to_2_to_1_continues_identically(token_dir, tmp_path) -> None:
@@ -99,9 +74,7 @@ def test_reshard_4_to_2_to_1_continues_identically(token_dir, tmp_path) -> None:
     ids=["tp-world", "tp-kv-heads", "product"],
 )
 def test_bad_mesh_is_one_line_error(token_dir, tmp_path, layout: list[str], message: str) -> None:
-    torchrun = shutil.which("torchrun", path=str(__import__("pathlib").Path(sys.executable).parent))
-    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "herd.cli", "pretrain", "/dev/null",
-           f"data.shards={token_dir}", f"run_dir={tmp_path}", *COMMON, *layout]  # fmt: skip
+    cmd = pretrain_command(2, f"data.shards={token_dir}", f"run_dir={tmp_path}", *layout)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
     lines = [line for line in r.stderr.splitlines() if line.startswith("herd pretrain: error:")]

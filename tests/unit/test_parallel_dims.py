@@ -1,6 +1,7 @@
 """Degree checks fail in one line before any process group exists."""
 
 import pytest
+import torch
 
 from herd.model import get_preset
 from herd.parallel.dims import ParallelConfig, ParallelDims
@@ -43,5 +44,47 @@ def test_pipeline_split_even_and_with_lighter_ends() -> None:
     # Llama 3 405B: 126 layers on 16 stages, first and last one layer lighter [P §3.3.2].
     sizes = [len(s) for s in split_layers(126, 16, lighter_ends=True)]
     assert sizes == [7] + [8] * 14 + [7] and sum(sizes) == 126
-    with pytest.raises(ValueError, match="leaves a stage without layers"):
+    # 16 ranks × 8 interleaved stages: the first holds only the embedding, the last only the output.
+    sizes = [len(s) for s in split_layers(126, 128, lighter_ends=True)]
+    assert sizes == [0] + [1] * 126 + [0]
+    with pytest.raises(ValueError, match="leave a stage without layers"):
         split_layers(1, 2)
+
+
+def test_interleaved_stages_are_looped_and_fit_the_layers() -> None:
+    from herd.parallel.pp import rank_stages
+
+    # pp 4 × 2 stages per rank: rank 1 holds stages 1 and 5 (the looped placement of interleaved 1F1B).
+    assert rank_stages(1, 4, 2) == [1, 5]
+    assert sorted(s for r in range(4) for s in rank_stages(r, 4, 2)) == list(range(8))
+    d = ParallelDims.resolve(ParallelConfig(pp=4, pp_stages_per_rank=2, dp_shard=1), 4)
+    with pytest.raises(ValueError, match="pp_stages_per_rank = 8 stages is more than the model's 2 layers"):
+        d.check_model(get_preset("debug"), [128])
+    with pytest.raises(ValueError, match="pp_stages_per_rank = 0: degrees must be"):
+        ParallelDims.resolve(ParallelConfig(pp_stages_per_rank=0), 1)
+
+
+def test_tied_last_stage_keeps_the_embedding_matrix_for_its_output() -> None:
+    from herd.model import Transformer
+    from herd.parallel.pp import StageParts, stage_model
+
+    with torch.device("meta"):
+        model = Transformer(get_preset("debug", tie_embeddings=True, n_layers=4))
+    first, middle, last = (stage_model(model, i, 4) for i in (0, 1, 3))
+    assert first.tok_embeddings is not None and middle.tok_embeddings is None and last.tok_embeddings is not None
+    assert last.output is None and last.norm is not None
+    # A rank's stages 1 and 3 seen as one model: full-model names, the same parameter objects.
+    parts = StageParts([middle, last])
+    assert list(parts.layers) == ["1", "3"] and parts.layers["3"] is last.layers["3"]
+    assert {n for n, _ in parts.named_parameters() if not n.startswith("layers.")} == {
+        "norm.weight",
+        "tok_embeddings.weight",
+    }
+
+
+def test_one_stage_schedule_refuses_several_stages_per_rank() -> None:
+    from herd.parallel.pp import Pipeline
+
+    parts = {0: object(), 2: object()}
+    with pytest.raises(ValueError, match="'1F1B' runs one stage per rank; use one of"):
+        Pipeline(parts, 4, None, torch.device("cpu"), "1F1B", 4, lambda x, y: x)
