@@ -52,14 +52,32 @@ def _build(cfg: BundleConfig, out: Path) -> dict[str, Any]:
         prompts += part[2]
     rng.shuffle(dialogs)
     rng.shuffle(prefs)
-    write_jsonl(out / "sft.jsonl", dialogs)
-    write_jsonl(out / "prefs.jsonl", [preference_row(p) for p in prefs])
-    write_jsonl(out / "prompts.jsonl", prompts)
+    rows = {"sft": dialogs, "prefs": [preference_row(p) for p in prefs], "prompts": prompts}
+    repeats = {}
+    for name, items in rows.items():
+        rows[name], dropped = _first_of_each(items)
+        write_jsonl(out / f"{name}.jsonl", rows[name])
+        write_jsonl(out / "dropped" / f"{name}-repeats.jsonl", dropped)
+        repeats[name] = len(dropped)
     _train_tokenizer(cfg, dialogs, prefs, out / "tokenizer.model")
     by_source: dict[str, int] = {}
-    for p in prefs:
-        by_source[p.source] = by_source.get(p.source, 0) + 1
-    return {"dialogs": len(dialogs), "preferences": len(prefs), "prompts": len(prompts), "by_source": by_source}
+    for p in rows["prefs"]:
+        by_source[p["source"]] = by_source.get(p["source"], 0) + 1
+    return {"dialogs": len(rows["sft"]), "preferences": len(rows["prefs"]), "prompts": len(rows["prompts"]),
+            "repeats_dropped": repeats, "by_source": by_source}  # fmt: skip
+
+
+def _first_of_each(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(kept, dropped): rows repeated verbatim keep their first copy. chatterbot-corpus repeats some
+    conversations (tech_support.yml: one 121 times), and a repeat would land on both sides of the
+    held-out split."""
+    seen: set[str] = set()
+    kept, dropped = [], []
+    for row in rows:
+        key = json.dumps(row, sort_keys=True)
+        (dropped if key in seen else kept).append(row)
+        seen.add(key)
+    return kept, dropped
 
 
 def _dialog(user: str, reply: str, source: str) -> dict[str, Any]:
@@ -72,9 +90,16 @@ def _dialog(user: str, reply: str, source: str) -> dict[str, Any]:
 def arithmetic(cfg: BundleConfig, rng: random.Random) -> tuple[list, list, list]:
     """'What is a + b?': the answer is computed, so chosen (right) and rejected (wrong) are labels, not opinions."""
     dialogs, prefs, prompts = [], [], []
-    for _ in range(cfg.n_arithmetic):
+    space = 3 * (cfg.max_operand + 1) ** 2
+    if cfg.n_arithmetic > space:
+        raise ValueError(f"n_arithmetic = {cfg.n_arithmetic}: only {space} distinct problems with max_operand")
+    seen: set[tuple[int, str, int]] = set()
+    while len(seen) < cfg.n_arithmetic:  # distinct problems: a repeat would leak into the held-out split
         a, b = rng.randint(0, cfg.max_operand), rng.randint(0, cfg.max_operand)
         op = rng.choice("+-*")
+        if (a, op, b) in seen:
+            continue
+        seen.add((a, op, b))
         right = {"+": a + b, "-": a - b, "*": a * b}[op]
         wrong = right + rng.choice([-10, -2, -1, 1, 2, 10])
         question = f"What is {a} {op} {b}?"
