@@ -153,7 +153,7 @@ def _base(ctx: _Ctx, out: Path) -> Path:
         save_model(model, tmp, ctx.tokenizer_file)
         return {"warmup": metrics["variants"][0]}
 
-    run_stage("posttrain-base", [ctx.bundle / "sft.jsonl"], b, out, fn)
+    run_stage("posttrain-base", [ctx.bundle / "sft.jsonl"], _stage_config(ctx, b), out, fn)
     return out
 
 
@@ -191,14 +191,14 @@ def _round(ctx: _Ctx, r: int, prev: Path, out: Path) -> tuple[Path, dict[str, An
     stages["rm"] = run_stage(
         f"posttrain-rm-{r}",
         [base, ctx.bundle / "prefs.jsonl", *earlier_prefs],
-        cfg.rm,
+        _stage_config(ctx, cfg.rm),
         out / "rm",
         lambda tmp: _rm_stage(ctx, base, earlier_prefs, tmp),
     )
     stages["rs"] = run_stage(
         f"posttrain-rs-{r}",
         [prev, out / "rm", ctx.bundle / "prompts.jsonl"],
-        cfg.rs,
+        _stage_config(ctx, cfg.rs),
         out / "rs",
         lambda tmp: _rs_stage(ctx, prev, out / "rm", r, tmp),
     )
@@ -206,7 +206,7 @@ def _round(ctx: _Ctx, r: int, prev: Path, out: Path) -> tuple[Path, dict[str, An
     stages["sft"] = run_stage(
         f"posttrain-sft-{r}",
         [prev, ctx.bundle / "sft.jsonl", out / "rs", *([out / "prune"] if pruned else [])],
-        cfg.sft,
+        _stage_config(ctx, cfg.sft),
         out / "sft",
         lambda tmp: _sft_stage(ctx, prev, out / "rs" / "best.jsonl", tmp, pruned),
     )
@@ -214,7 +214,7 @@ def _round(ctx: _Ctx, r: int, prev: Path, out: Path) -> tuple[Path, dict[str, An
     stages["dpo"] = run_stage(
         f"posttrain-dpo-{r}",
         [out / "sft", ctx.bundle / "prefs.jsonl", *latest],
-        cfg.dpo,
+        _stage_config(ctx, cfg.dpo),
         out / "dpo",
         lambda tmp: _dpo_stage(ctx, out / "sft", latest, tmp),
     )
@@ -234,11 +234,18 @@ def _maybe_prune(ctx: _Ctx, r: int, out: Path, stages: dict[str, Manifest]) -> P
     stages["prune"] = run_stage(
         f"posttrain-prune-{r}",
         [ctx.bundle / "sft.jsonl", out / "rs", out / "rm"],
-        ctx.cfg.prune,
+        _stage_config(ctx, ctx.cfg.prune),
         out / "prune",
         lambda tmp: _prune_stage(ctx, out / "rm", out / "rs" / "best.jsonl", r, tmp),
     )
     return out / "prune" / "kept.jsonl"
+
+
+def _stage_config(ctx: _Ctx, section: Any) -> dict[str, Any]:
+    """A stage's own section plus the run-wide settings every stage depends on (the held-out split and
+    the seed): changing those reruns the stages, not only a stage's own keys."""
+    shared = {"seed": ctx.cfg.seed, "held_out_fraction": ctx.cfg.held_out_fraction, "strengths": ctx.cfg.strengths}
+    return {"run": shared, "stage": section}
 
 
 def _base_dir(ctx: _Ctx) -> Path:

@@ -1,4 +1,5 @@
-"""A tiny 2-round `herd posttrain` run end to end, then a rerun that skips every stage (resume per stage)."""
+"""A tiny 2-round `herd posttrain` run end to end, then reruns: one redoes only a removed stage (resume per
+stage), one with another held-out split redoes them all."""
 
 from __future__ import annotations
 
@@ -46,3 +47,7 @@ def test_two_rounds_then_resume(tmp_path, capsys):
     again = {p: p.stat().st_mtime_ns for p in run.glob("round-*/*/MANIFEST.json")}
     changed = {p.parent.relative_to(run).as_posix() for p in again if again[p] != created.get(p)}
     assert changed == {"round-2/dpo"}
+    # A run-wide setting every stage depends on (the held-out split) redoes them all.
+    assert main(["posttrain", "configs/posttrain/toy.toml", *_overrides(tmp_path), "held_out_fraction=0.25"]) == 0
+    third = {p: p.stat().st_mtime_ns for p in run.glob("round-*/*/MANIFEST.json")}
+    assert all(third[p] != again[p] for p in again)
