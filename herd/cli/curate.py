@@ -66,23 +66,11 @@ PROMPTS = {
 JUDGE_CHARS = 600  # of each document shown to the judge: a small model's context and a CPU's patience
 
 
-def rank_labels(expected: Sequence[float], n_labels: int) -> list[int]:
-    """Labels from the judge's expected scores by rank (equal-sized bins over the sample).
-
-    A 135M judge answers almost every prompt with the same digit; its *relative* preference still
-    orders documents, so the sample is split into n_labels equal bins by expected score."""
-    order = sorted(range(len(expected)), key=lambda i: (expected[i], i))
-    labels = [0] * len(expected)
-    for rank, i in enumerate(order):
-        labels[i] = min(n_labels - 1, rank * n_labels // max(1, len(expected)))
-    return labels
-
-
 def build_judges(name: str) -> dict[str, object]:
     """One `judge(texts) -> labels` per prompt kind: the label digit the model rates most likely next."""
-    import torch
 
     from herd.model import load_model
+    from herd.model.judge import digit_probs, expected_digit, rank_bins
     from herd.tokenizer import load_chat_format, load_tokenizer
 
     model = load_model(name).eval()
@@ -90,19 +78,9 @@ def build_judges(name: str) -> dict[str, object]:
     chat = load_chat_format(tok)
 
     def make(kind: str, n_labels: int):
-        digits = [tok.encode(str(i))[-1] for i in range(n_labels)]
-
-        @torch.no_grad()
         def judge(texts: Sequence[str]) -> list[int]:
-            expected = []
-            for text in texts:
-                prompt = PROMPTS[kind].format(text=text[:JUDGE_CHARS])
-                ids = chat.encode_prompt([{"role": "user", "content": prompt}])
-                with torch.autocast("cpu", dtype=torch.bfloat16):  # ~2x on CPUs with bf16 units
-                    logits = model(torch.tensor([ids]))[0, -1].float()
-                p = torch.softmax(logits[digits], dim=0)
-                expected.append(float(p @ torch.arange(n_labels, dtype=torch.float32)))
-            return rank_labels(expected, n_labels)
+            prompts = [PROMPTS[kind].format(text=text[:JUDGE_CHARS]) for text in texts]
+            return rank_bins([expected_digit(digit_probs(model, chat, p, n_labels)) for p in prompts], n_labels)
 
         return judge
 

@@ -261,15 +261,6 @@ def percentile_ranks(values: Sequence[float]) -> np.ndarray:
     return rankdata(v, method="average") / max(1, len(v)) if len(v) else v
 
 
-def rank_bins(expected: Sequence[float], n_labels: int) -> list[int]:
-    """Labels 0..n_labels-1 in equal-sized bins of the expected score (ties broken by position)."""
-    order = sorted(range(len(expected)), key=lambda i: (expected[i], i))
-    labels = [0] * len(expected)
-    for rank, i in enumerate(order):
-        labels[i] = min(n_labels - 1, rank * n_labels // max(1, len(expected)))
-    return labels
-
-
 _SENTENCE = re.compile(r"[^.?!\n]+[.?!]*")
 
 
@@ -615,21 +606,13 @@ class LMJudge:
         """Labels 0..n-1: by rank of the expected digit (judge_rank_labels) or the most likely digit."""
         if not rows:
             return []
-        probs = np.asarray(
-            [self._digit_probs(template.format(dialog=render(r, self.cfg.judge_chars)), n) for r in rows]
-        )
+        from herd.model.judge import digit_probs, rank_bins
+
+        prompts = [template.format(dialog=render(r, self.cfg.judge_chars)) for r in rows]
+        probs = np.asarray([digit_probs(self.model, self.chat, p, n) for p in prompts])
         if self.cfg.judge_rank_labels:
             return rank_bins((probs @ np.arange(n)).tolist(), n)
         return probs.argmax(1).tolist()
-
-    def _digit_probs(self, prompt: str, n: int) -> list[float]:
-        import torch
-
-        digits = [self.tok.encode(str(i))[-1] for i in range(n)]
-        ids = self.chat.encode_prompt([{"role": "user", "content": prompt}])
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # ~2x on CPUs with bf16 units
-            logits = self.model(torch.tensor([ids]))[0, -1].float()
-        return torch.softmax(logits[digits], dim=0).tolist()
 
 
 def load_judge(cfg: PruneConfig) -> LMJudge | None:

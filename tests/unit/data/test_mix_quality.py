@@ -49,10 +49,3 @@ def test_head_learns_separable_labels() -> None:
     p = softmax(x @ h["w"] + h["b"])
     assert (p.argmax(1) == y).all()
     assert head_score(np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])).tolist() == [0.0, 1.0]
-
-
-def test_judge_labels_by_rank() -> None:
-    from herd.cli.curate import rank_labels
-
-    assert rank_labels([0.9, 0.95, 0.91, 0.99], 2) == [0, 1, 0, 1]
-    assert rank_labels([1.0, 1.1, 1.2, 1.3, 1.4, 1.5], 3) == [0, 0, 1, 1, 2, 2]

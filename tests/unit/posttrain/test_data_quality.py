@@ -17,7 +17,6 @@ from herd.posttrain.data_quality import (
     parse_tags,
     percentile_ranks,
     prune,
-    rank_bins,
     rebalance_apologies,
     rule_reason,
     semantic_dedup,
@@ -87,9 +86,8 @@ def test_top_quartile_is_exact():
     assert top_fraction_mask([], 0.25).tolist() == []
 
 
-def test_percentile_ranks_and_rank_bins():
+def test_percentile_ranks():
     assert percentile_ranks([10, 20, 20, 40]).tolist() == [0.25, 0.625, 0.625, 1.0]
-    assert rank_bins([0.9, 0.1, 0.5, 0.3, 0.7, 0.2], 3) == [2, 0, 1, 1, 2, 0]
 
 
 def test_quality_keeps_the_rm_top_quartile_or_the_judge_max():
