@@ -115,16 +115,22 @@ def plan(pretrain: PretrainConfig, cluster: ClusterSection, posttrain_rounds: in
             *over,
         )
     rounds = f"{posttrain_rounds} rounds of RM → rejection sampling → SFT → DPO → average [P §4.1.6]"
-    stages = [*_DATA, *compute, StagePlan("posttrain", "posttrain", note=rounds), _EVAL]
+    stages = [*_data_stages(cfg.vocab_size), *compute, StagePlan("posttrain", "posttrain", note=rounds), _EVAL]
     flags = [f"{problem}: {', '.join(where)}" for problem, where in ctx.flags.items()]
     return Plan(pretrain.model.preset, cfg, cluster, layout, stages, flags)
 
 
-_DATA = [
-    StagePlan("curate", "data", note="extract → URL/MinHash/line dedup → heuristics → quality → mix [P §3.1]"),
-    StagePlan("tokenizer", "data", note="100K tiktoken ranks + 28K non-English merges [P §3.2]"),
-    StagePlan("tokenize", "data", note="token shards per source"),
-]
+def _data_stages(vocab_size: int) -> list[StagePlan]:
+    vocab = f"{vocab_size:,} ids"
+    if vocab_size == 128_256:
+        vocab += ": 100K tiktoken ranks + 28K non-English merges + 256 specials [P §3.2]"
+    return [
+        StagePlan("curate", "data", note="extract → URL/MinHash/line dedup → heuristics → quality → mix [P §3.1]"),
+        StagePlan("tokenizer", "data", note=vocab),
+        StagePlan("tokenize", "data", note="token shards per source"),
+    ]
+
+
 _EVAL = StagePlan("eval", "eval", note="benchmarks with 95% CIs, robustness, contamination [P §5]")
 
 
@@ -257,12 +263,16 @@ def memory_per_gpu(cfg: ModelConfig, dims: ParallelDims, pre: PretrainConfig, se
 # ---------------------------------------------------------------------------------------------- table
 
 
+def _count(n: float) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M"
+
+
 def format_plan(p: Plan) -> str:
     """A plain-text table (fixed width, so it reads the same in a terminal, a log and a test)."""
     c = p.cluster
     lines = [
-        f"herd recipe plan: {p.preset} ({p.params / 1e9:.2f}B parameters, "
-        f"{param_count(p.model, embeddings=False) / 1e9:.2f}B without embeddings) on {c.gpus:,} × {c.gpu} "
+        f"herd recipe plan: {p.preset} ({_count(p.params)} parameters, "
+        f"{_count(param_count(p.model, embeddings=False))} without embeddings) on {c.gpus:,} × {c.gpu} "
         f"at {100 * c.mfu:.0f}% MFU of {c.peak_flops / 1e12:.0f} TFLOP/s",
         f"main layout: {_layout(p.layout)} = {p.layout.world_size:,} GPUs",
         "",

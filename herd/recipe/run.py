@@ -351,7 +351,10 @@ def dry_run(cfg: RecipeConfig) -> str:
     r.curate_config()
     r.eval_config(base=True)
     rounds = r.posttrain_config().rounds
-    return plan(r.pretrain_config(), cfg.cluster, posttrain_rounds=rounds).table()
+    pre = r.pretrain_config()
+    if not pre.model.vocab_size and not cfg.tokenizer.base:  # the run trains its own tokenizer
+        pre.model.vocab_size = cfg.tokenizer.vocab_size
+    return plan(pre, cfg.cluster, posttrain_rounds=rounds).table()
 
 
 def run_recipe(cfg: RecipeConfig, only: str | None = None, judges: Callable[[str], Any] | None = None) -> Path:
