@@ -234,8 +234,9 @@ class Recipe:
         from herd.posttrain.rounds import run_posttrain
 
         pcfg, out = self.posttrain_config(), self.paths.posttrain
-        inputs = [self.paths.pretrain / "base"]
-        if not done(out, "posttrain", inputs, pcfg):
+        # The data bundle is built inside post-training; a changed or missing bundle reruns it too.
+        inputs = [self.paths.pretrain / "base", self.paths.posttrain_data]
+        if not (self.paths.posttrain_data.is_dir() and done(out, "posttrain", inputs, pcfg)):
             summary = run_posttrain(pcfg)
             counts = {"rounds": pcfg.rounds, "final_model": summary["final_model"], "wall_s": summary.get("wall_s")}
             Manifest.write(out, "posttrain", inputs, pcfg, counts, summary.get("wall_s", 0.0))
