@@ -25,4 +25,4 @@ def test_override_after_a_flag_is_checked_and_names_the_nearest_key(capsys) -> N
 def test_dry_run_of_the_tiny_recipe_plans_its_own_tokenizer(capsys) -> None:
     assert main(["recipe", "configs/recipe/tiny.toml", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "(1.84M parameters" in out and "4,096 ids" in out and "128,256" not in out
+    assert "(0.62M parameters" in out and "4,096 ids" in out and "128,256" not in out
