@@ -10,6 +10,9 @@ STEPS = f"schedule.max_steps={5}"
 LAYERS4 = ("model.n_layers=4",)  # 2 ranks × 2 stages each
 TIED = ("model.tie_embeddings=true",)
 TIED4 = (*TIED, *LAYERS4)
+# The batch and sequence grow after 2 steps: the pipeline builds a schedule per micro-batch shape.
+RAMP4 = (*LAYERS4, "ramp.stages=[{after_tokens=0, batch_tokens=2048, seq_len=128}, "
+                   "{after_tokens=4096, batch_tokens=4096, seq_len=256}]")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,7 @@ INTERLEAVED = (*PP2, "parallel.pp_stages_per_rank=2")
 @pytest.mark.parametrize(
     ("nproc", "model", "layout"),
     [
-        (2, LAYERS4, (*INTERLEAVED, "parallel.pp_schedule=Interleaved1F1B", "parallel.pp_microbatches=4")),
+        (2, RAMP4, (*INTERLEAVED, "parallel.pp_schedule=Interleaved1F1B", "parallel.pp_microbatches=4")),
         # 2 layers on 4 stages, ends lighter: the first stage only embeds, the last only projects [P §3.3.2].
         (2, (), (*INTERLEAVED, "parallel.pp_schedule=LoopedBFS", "parallel.pp_microbatches=2",
                  "parallel.pp_lighter_ends=true")),
@@ -46,7 +49,7 @@ INTERLEAVED = (*PP2, "parallel.pp_stages_per_rank=2")
                     "parallel.pp_schedule=Interleaved1F1B", "parallel.pp_microbatches=2")),
     ],
     ids=[
-        "pp2x2-interleaved1f1b",
+        "pp2x2-interleaved1f1b-ramp",
         "pp2x2-loopedbfs-empty-ends",
         "pp2x2-zerobubble",
         "cp2xpp2",
