@@ -1,4 +1,4 @@
-"""herd.core: config, manifests, atomic io, logging and runtime helpers (the bottom tier)."""
+"""herd.core: config, stages and their runner, manifests, atomic io, logging and runtime helpers (the bottom tier)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from herd.core.config import (
     to_dict,
 )
 from herd.core.logging import get_logger, progress
-from herd.core.manifest import Manifest, ManifestError, run_stage
+from herd.core.manifest import Manifest, ManifestError
+from herd.core.stage import Stage, run_fn, run_stage
 
 # Runtime helpers import torch; load them on first use so config-only callers (the CLI's --help) stay fast.
 _RUNTIME = ("seed_everything", "pick_device", "pick_dtype", "autocast")
@@ -32,6 +33,8 @@ __all__ = [
     "pick_device",
     "pick_dtype",
     "progress",
+    "Stage",
+    "run_fn",
     "run_stage",
     "save_resolved",
     "seed_everything",

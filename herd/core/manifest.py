@@ -1,7 +1,7 @@
 """MANIFEST.json: what a stage read, how it was configured, what it kept and dropped, and what it wrote.
 
-A stage whose manifest matches its inputs and config is done; `run_stage` skips it on rerun and writes a
-new stage into a temp folder that is renamed into place last, so a half-written stage never looks finished.
+Written by the one stage runner (`herd.core.stage.run_stage`), which alone decides from it whether a stage
+is done.
 """
 
 from __future__ import annotations
@@ -10,18 +10,14 @@ import dataclasses
 import importlib.metadata
 import json
 import platform
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from herd.core.config import config_hash, to_dict
-from herd.core.io import MANIFEST_NAME, atomic_dir, atomic_write_text, list_files, sha256_file, sha256_path
-from herd.core.logging import get_logger
-
-log = get_logger(__name__)
+from herd.core.io import MANIFEST_NAME, atomic_write_text, list_files, sha256_file, sha256_path
 
 # Recorded when installed; read from package metadata so recording them never imports them.
 _PACKAGES = ("herd", "torch", "numpy", "transformers", "tiktoken", "tokenizers", "safetensors", "datatrove")
@@ -71,6 +67,8 @@ class Manifest:
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
     wall_time_s: float = 0.0
     created: str = ""
+    key: str = ""  # herd.core.stage.stage_key: name, code version, config and inputs; equal key = done
+    code_version: int = 0
 
     @classmethod
     def build(
@@ -135,15 +133,6 @@ class Manifest:
         """The manifest in `out_dir`, or None when there is none."""
         return cls.read(out_dir) if (Path(out_dir) / MANIFEST_NAME).is_file() else None
 
-    def matches(self, inputs: Sequence[str | Path], config: Any) -> bool:
-        """Same input content hashes (in order) and same config hash."""
-        return self._matches_records(input_records(inputs), config)
-
-    def _matches_records(self, records: list[dict[str, Any]], config: Any) -> bool:
-        # Paths and upstream manifests may change (moved folder, rerun upstream) without changing data.
-        same_inputs = [r["sha256"] for r in records] == [r.get("sha256") for r in self.inputs]
-        return same_inputs and config_hash(config) == self.config_hash
-
     def complete(self, out_dir: str | Path) -> bool:
         """Every listed output still exists in `out_dir`."""
         return all((Path(out_dir) / rel).exists() for rel in self.outputs)
@@ -160,44 +149,3 @@ def check_counts(stage: str, counts: Mapping[str, Any]) -> None:
             f"stage {stage!r}: documents lost: in={counts['in']} but kept={counts['kept']} "
             f"+ dropped={n_dropped} = {counts['kept'] + n_dropped}"
         )
-
-
-def run_stage(
-    name: str,
-    inputs: Sequence[str | Path],
-    config: Any,
-    out_dir: str | Path,
-    fn: Callable[[Path], Mapping[str, Any] | None],
-) -> Manifest:
-    """Run `fn(tmp_dir) -> counts` into `out_dir` unless a matching manifest says it is done."""
-    out_dir = Path(out_dir)
-    records = input_records(inputs)
-    try:
-        old = Manifest.find(out_dir)
-    except ManifestError as e:
-        log.warning("%s; running the stage again", e)
-        old = None
-    if old and old.stage == name and old._matches_records(records, config) and old.complete(out_dir):
-        log.info("skip %s: %s matches its inputs and config", name, out_dir)
-        return old
-    log.info("run %s -> %s", name, out_dir)
-    start = time.perf_counter()
-    with atomic_dir(out_dir) as tmp:
-        counts = _counts(name, fn(tmp))
-        check_counts(name, counts)
-        # Written last and inside the temp folder: outputs and manifest appear together, by one rename.
-        m = Manifest.write(tmp, name, records, config, counts, time.perf_counter() - start)
-    log.info("done %s in %.1fs: %s", name, m.wall_time_s, _brief(counts))
-    return m
-
-
-def _counts(stage: str, result: Any) -> dict[str, Any]:
-    if result is None:
-        return {}
-    if not isinstance(result, Mapping):
-        raise TypeError(f"stage {stage!r}: fn must return a dict of counts or None, got {type(result).__name__}")
-    return dict(result)
-
-
-def _brief(counts: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in counts.items()) or "no counts"

@@ -28,7 +28,8 @@ from typing import Any
 
 from herd.core.config import config_hash
 from herd.core.logging import get_logger
-from herd.core.manifest import Manifest, input_records, run_stage
+from herd.core.manifest import Manifest, input_records
+from herd.core.stage import run_fn
 from herd.data.executor import ExecutorConfig, Phase, run_phase, step_stats
 
 log = get_logger(__name__)
@@ -178,7 +179,7 @@ def run_curate_stage(
             shutil.move(str(child), str(tmp / child.name))  # same filesystem: renames
         return counts
 
-    m = run_stage(name, inputs, stage_cfg, out_dir, fn)
+    m = run_fn(name, inputs, stage_cfg, out_dir, fn)
     if work.exists():  # finished: keep the logs for inspection, drop signatures and temp shards
         if (work / "logs").exists():
             shutil.rmtree(logs, ignore_errors=True)

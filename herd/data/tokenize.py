@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from herd.core.logging import get_logger, progress
-from herd.core.manifest import Manifest, run_stage
+from herd.core.manifest import Manifest
+from herd.core.stage import run_fn
 from herd.data.shards import write_shard
 from herd.tokenizer import load_tokenizer
 from herd.tokenizer.corpus import iter_documents, iter_files
@@ -92,7 +93,7 @@ def tokenize(cfg: TokenizeConfig) -> Manifest:
                 bar.advance(job)
         return _funnel(totals)
 
-    return run_stage("tokenize", inputs, cfg, cfg.out, stage)
+    return run_fn("tokenize", inputs, cfg, cfg.out, stage)
 
 
 def _funnel(per_source: dict[str, Counter]) -> dict:

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from herd.core.logging import get_logger
-from herd.core.manifest import Manifest, run_stage
+from herd.core.manifest import Manifest
+from herd.core.stage import run_fn
 from herd.posttrain.data import Preference, preference_row, write_jsonl
 
 log = get_logger(__name__)
@@ -40,7 +41,7 @@ class BundleConfig:
 
 def build_bundle(cfg: BundleConfig) -> Manifest:
     inputs = [cfg.bigbench_sdist] if cfg.bigbench_sdist else []
-    return run_stage("posttrain-bundle", inputs, cfg, cfg.out, lambda tmp: _build(cfg, tmp))
+    return run_fn("posttrain-bundle", inputs, cfg, cfg.out, lambda tmp: _build(cfg, tmp))
 
 
 def _build(cfg: BundleConfig, out: Path) -> dict[str, Any]:

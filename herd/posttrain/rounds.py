@@ -24,7 +24,8 @@ import torch
 
 from herd.core.config import save_resolved
 from herd.core.logging import get_logger
-from herd.core.manifest import Manifest, run_stage
+from herd.core.manifest import Manifest
+from herd.core.stage import run_fn
 from herd.core.runtime import seed_everything
 from herd.model import Transformer, build_model, get_preset, load_model
 from herd.posttrain.bundle import BundleConfig, build_bundle
@@ -153,7 +154,7 @@ def _base(ctx: _Ctx, out: Path) -> Path:
         save_model(model, tmp, ctx.tokenizer_file)
         return {"warmup": metrics["variants"][0]}
 
-    run_stage("posttrain-base", [ctx.bundle / "sft.jsonl"], _stage_config(ctx, b), out, fn)
+    run_fn("posttrain-base", [ctx.bundle / "sft.jsonl"], _stage_config(ctx, b), out, fn)
     return out
 
 
@@ -188,14 +189,14 @@ def _round(ctx: _Ctx, r: int, prev: Path, out: Path) -> tuple[Path, dict[str, An
     base = _base_dir(ctx)
     earlier_prefs = [p for i in range(1, r) if (p := out.parent / f"round-{i}" / "rs" / "prefs.jsonl").is_file()]
     stages: dict[str, Manifest] = {}
-    stages["rm"] = run_stage(
+    stages["rm"] = run_fn(
         f"posttrain-rm-{r}",
         [base, ctx.bundle / "prefs.jsonl", *earlier_prefs],
         _stage_config(ctx, cfg.rm),
         out / "rm",
         lambda tmp: _rm_stage(ctx, base, earlier_prefs, tmp),
     )
-    stages["rs"] = run_stage(
+    stages["rs"] = run_fn(
         f"posttrain-rs-{r}",
         [prev, out / "rm", ctx.bundle / "prompts.jsonl"],
         _stage_config(ctx, cfg.rs),
@@ -203,7 +204,7 @@ def _round(ctx: _Ctx, r: int, prev: Path, out: Path) -> tuple[Path, dict[str, An
         lambda tmp: _rs_stage(ctx, prev, out / "rm", r, tmp),
     )
     pruned = _maybe_prune(ctx, r, out, stages)
-    stages["sft"] = run_stage(
+    stages["sft"] = run_fn(
         f"posttrain-sft-{r}",
         [prev, ctx.bundle / "sft.jsonl", out / "rs", *([out / "prune"] if pruned else [])],
         _stage_config(ctx, cfg.sft),
@@ -211,7 +212,7 @@ def _round(ctx: _Ctx, r: int, prev: Path, out: Path) -> tuple[Path, dict[str, An
         lambda tmp: _sft_stage(ctx, prev, out / "rs" / "best.jsonl", tmp, pruned),
     )
     latest = [out / "rs" / "prefs.jsonl"] if (out / "rs" / "prefs.jsonl").is_file() else []
-    stages["dpo"] = run_stage(
+    stages["dpo"] = run_fn(
         f"posttrain-dpo-{r}",
         [out / "sft", ctx.bundle / "prefs.jsonl", *latest],
         _stage_config(ctx, cfg.dpo),
@@ -231,7 +232,7 @@ def _maybe_prune(ctx: _Ctx, r: int, out: Path, stages: dict[str, Manifest]) -> P
     """The prune stage when enabled; returns the kept dialogs file SFT trains on (None: prune is off)."""
     if not ctx.cfg.prune.enabled:
         return None
-    stages["prune"] = run_stage(
+    stages["prune"] = run_fn(
         f"posttrain-prune-{r}",
         [ctx.bundle / "sft.jsonl", out / "rs", out / "rm"],
         _stage_config(ctx, ctx.cfg.prune),

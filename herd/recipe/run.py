@@ -21,7 +21,8 @@ from typing import Any
 from herd.core.config import dump_toml, load_config
 from herd.core.io import MANIFEST_NAME, atomic_write_text, sha256_file
 from herd.core.logging import get_logger
-from herd.core.manifest import Manifest, ManifestError, run_stage
+from herd.core.manifest import Manifest, ManifestError
+from herd.core.stage import run_fn
 from herd.recipe.config import STAGES, RecipeConfig, StageSection
 
 log = get_logger(__name__)
@@ -114,7 +115,7 @@ class Recipe:
 
         if not Path(c.sources).is_dir():
             raise FileNotFoundError(f"corpus.sources: no folder {c.sources} (run scripts/fetch_corpus.sh {c.sources})")
-        run_stage("corpus", [c.sources], c, self.paths.corpus, build)
+        run_fn("corpus", [c.sources], c, self.paths.corpus, build)
         return self.paths.corpus / "documents"
 
     def corpus_documents(self) -> Path:

@@ -84,7 +84,8 @@ def cut_windows(src: Path, out: Path, length: int) -> Path:
     of one run differed by up to 0.12 nats. With windows of seq_len + 1 as documents, each row of a batch
     is one window from a random file and every label keeps its full context. The manifest carries the
     tokenize stage's `tokenizer`, which herd.train copies into the exported models (the benchmark needs it)."""
-    from herd.core.manifest import Manifest, run_stage
+    from herd.core.manifest import Manifest
+from herd.core.stage import run_fn
     from herd.data.shards import TokenShard, write_shard
 
     bins = sorted(src.glob("*/*/*.bin"))
@@ -108,7 +109,7 @@ def cut_windows(src: Path, out: Path, length: int) -> Path:
 
     upstream = Manifest.find(src)
     tokenizer = upstream.config.get("tokenizer", "") if upstream else ""
-    run_stage("windows", bins, {"length": length, "tokenizer": tokenizer}, out, stage)
+    run_fn("windows", bins, {"length": length, "tokenizer": tokenizer}, out, stage)
     return out
 
 

@@ -180,14 +180,14 @@ class TokenizerTrainConfig:
 
 def train_stage(cfg: TokenizerTrainConfig) -> Manifest:
     """Train (or extend) and write `cfg.out`; skipped when its manifest matches inputs and config."""
-    from herd.core.manifest import run_stage
+    from herd.core.stage import run_fn
 
     if not cfg.inputs:
         raise ValueError("tokenizer train: no inputs (set inputs=['corpus/'] in the config or as an override)")
     if cfg.base and cfg.extra_merges <= 0:
         raise ValueError("tokenizer train: extending a base tokenizer needs extra_merges > 0")
     inputs = [*cfg.inputs, *([cfg.base] if cfg.base and cfg.base != "llama3" else [])]
-    return run_stage("tokenizer", inputs, cfg, cfg.out, lambda tmp: _train_into(cfg, tmp))
+    return run_fn("tokenizer", inputs, cfg, cfg.out, lambda tmp: _train_into(cfg, tmp))
 
 
 def _train_into(cfg: TokenizerTrainConfig, out: Path) -> dict[str, float | int]:

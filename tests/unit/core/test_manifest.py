@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from herd.core.manifest import Manifest, ManifestError, run_stage
+from herd.core.manifest import Manifest, ManifestError
+from herd.core.stage import run_fn as run_stage
 
 
 class Stage:
@@ -115,11 +116,12 @@ def test_lineage_links_upstream_manifest(tmp_path: Path, src: Path) -> None:
     docs = up / "docs.txt"
     m = run_stage("count", [up], {}, down, lambda out: {"chars": (out / "n").write_text(docs.read_text())})
     assert m.inputs[0]["manifest"] is not None
-    assert m.matches([up], {}) and not m.matches([up], {"x": 1}) and not m.matches([src], {})
+    assert m.key and m.code_version == 1
+    assert run_stage("count", [up], {}, down, lambda out: 1 / 0).key == m.key  # same key: skipped, not run
 
 
 def test_fn_must_return_counts(tmp_path: Path, src: Path) -> None:
-    with pytest.raises(TypeError, match="stage 'bad': fn must return a dict of counts or None, got int"):
+    with pytest.raises(TypeError, match="stage 'bad': run must return a dict of numbers or None, got int"):
         run_stage("bad", [src], {}, tmp_path / "out", lambda out: 3)
     assert not (tmp_path / "out").exists()
 
