@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from herd.cli.common import add_config_args, load_args_config
+from herd.cli.common import add_config_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,10 +19,10 @@ def recipe_command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from herd.cli.curate import build_judges
-    from herd.recipe.config import RecipeConfig
+    from herd.recipe.config import load_recipe
     from herd.recipe.run import dry_run, run_recipe
 
-    cfg = load_args_config(RecipeConfig, args)
+    cfg = load_recipe(args.config, args.overrides)
     if args.dry_run:
         print(dry_run(cfg))  # a fixed-width table: plain print, not wrapped to the terminal
         return 0

@@ -36,10 +36,24 @@ class ConfigError(ValueError):
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Read TOML at `path` (optional), apply `key.sub=value` overrides, build and check `cls`."""
-    data: dict[str, Any] = _read_toml(Path(path)) if path is not None else {}
+    data: dict[str, Any] = read_toml(Path(path)) if path is not None else {}
+    apply_overrides(cls, data, overrides)
+    return from_dict(cls, data, where=str(path) if path is not None else "")
+
+
+def apply_overrides(cls: type, data: dict[str, Any], overrides: Sequence[str]) -> None:
+    """Set each `a.b=value` in plain `data`, checked against `cls` (errors name the full dotted key)."""
     for text in overrides:
         _apply_override(cls, data, text)
-    return from_dict(cls, data, where=str(path) if path is not None else "")
+
+
+def merge_tables(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """`over` laid on `base` key by key: tables merge recursively, anything else (arrays too) replaces."""
+    merged = dict(base)
+    for key, value in over.items():
+        old = merged.get(key)
+        merged[key] = merge_tables(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping) else value
+    return merged
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
@@ -47,7 +61,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     return _build(cls, data, _Ctx(where, cls), "")
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
     try:
         with path.open("rb") as f:
             return tomllib.load(f)

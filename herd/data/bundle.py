@@ -31,8 +31,12 @@ import sysconfig
 import tarfile
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, ClassVar
+
+from herd.core.stage import Stage
 
 PACKAGES = {
     # name: (file in sources, registry, version, license)
@@ -307,3 +311,28 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+@dataclass
+class CorpusConfig:
+    sources: str = "runs/corpus-sources"  # scripts/fetch_corpus.sh output
+
+
+@dataclass
+class CorpusStage(Stage):
+    """The bundled corpus as a stage: registry packages in → `documents/` (+ dirty-word lists) out."""
+
+    name: ClassVar[str] = "corpus"
+    config: CorpusConfig
+    out_dir: str
+
+    @property
+    def out(self) -> Path:
+        return Path(self.out_dir)
+
+    def inputs(self) -> list[Path]:
+        return [Path(self.config.sources)]
+
+    def run(self, workdir: Path) -> dict[str, Any]:
+        files = build_corpus(self.config.sources, workdir / "documents")
+        return {"files": files, "documents": sum(files.values())}

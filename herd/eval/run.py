@@ -8,13 +8,14 @@ out/
 
 from __future__ import annotations
 
-import time
+import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from herd.core.config import save_resolved
 from herd.core.logging import get_logger
-from herd.core.manifest import Manifest
+from herd.core.stage import Stage, run_stage
 from herd.eval.config import ContaminationSpec, EvalConfig, TaskSpec
 from herd.eval.harness import TaskResult, evaluate_code, evaluate_gen, evaluate_mc
 from herd.eval.report import results_table, write_json, write_records, write_report
@@ -39,10 +40,34 @@ def run_task(spec: TaskSpec, task: Task, scorer: Scorer, cfg: EvalConfig) -> Tas
     )
 
 
+@dataclass
+class EvalStage(Stage):
+    """Evaluation as a stage: a model (+ the pretraining shards, for contamination) → results."""
+
+    name: ClassVar[str] = "eval"
+    config: EvalConfig
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+    def inputs(self) -> list[Path]:
+        c = self.config
+        return [p for p in (Path(c.model.path), Path(c.contamination.shards or "-")) if p.exists()]
+
+    def run(self, workdir: Path) -> dict[str, Any]:
+        data = evaluate(self.config, workdir)
+        return {"results": data["results"]}
+
+
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:
-    """Run everything the config asks for and write the reports; return the results.json content."""
-    start = time.perf_counter()
-    out = Path(cfg.out)
+    """Run the eval stage (skipped when its folder is finished); return the results.json content."""
+    run_stage(EvalStage(cfg))
+    return json.loads((Path(cfg.out) / "results.json").read_text())
+
+
+def evaluate(cfg: EvalConfig, out: Path) -> dict[str, Any]:
+    """Run everything the config asks for and write the reports into `out`; return results.json's content."""
     (out / "samples").mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, out)
     m = cfg.model
@@ -68,9 +93,6 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
         sections.append(("Contamination", md))
     write_json(out / "results.json", data)
     write_report(out, sections, images)
-    inputs = [p for p in (Path(m.path), Path(cfg.contamination.shards or "-")) if p.exists()]
-    counts = {r.task: r.n for r in results}
-    Manifest.write(out, "eval", inputs, cfg, counts, time.perf_counter() - start)
     return data
 
 

@@ -1,6 +1,6 @@
 """`herd posttrain CONFIG`: N rounds of RM → rejection sampling → SFT → DPO [P §4.1.6].
 
-Each stage is files → files + MANIFEST.json (herd.core.manifest.run_stage), so a rerun skips every stage
+Each stage is files → files + MANIFEST.json (herd.core.stage.run_stage), so a rerun skips every stage
 whose inputs and config are unchanged and resumes at the first that is not. Each round writes a manifest
 of its own summarizing its stages. The RM starts from the base checkpoint and sees all preference data
 so far (bundled + pairs verified during earlier rounds' sampling); SFT starts from the previous round's
@@ -18,15 +18,15 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from herd.core.config import save_resolved
 from herd.core.logging import get_logger
 from herd.core.manifest import Manifest
-from herd.core.stage import run_fn
 from herd.core.runtime import seed_everything
+from herd.core.stage import Stage, run_fn, run_stage
 from herd.model import Transformer, build_model, get_preset, load_model
 from herd.posttrain.bundle import BundleConfig, build_bundle
 from herd.posttrain.common import save_model
@@ -90,14 +90,41 @@ class _Ctx:
     pad_id: int
 
 
+@dataclass
+class PosttrainStage(Stage):
+    """The post-training rounds as one stage over the base model and the data bundle. Resumable: each
+    round's RM/RS/prune/SFT/DPO step is a stage of its own folder, so a rerun redoes only what changed."""
+
+    name: ClassVar[str] = "posttrain"
+    resumable: ClassVar[bool] = True
+    config: PosttrainConfig
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+    def inputs(self) -> list[Path]:
+        base = Path(self.config.base.model)
+        return [*([base] if base.exists() else []), Path(self.config.bundle.out)]
+
+    def run(self, workdir: Path) -> dict[str, Any]:
+        summary = train_rounds(self.config, workdir)
+        return {k: summary[k] for k in ("final_model", "metrics", "plots", "wall_s")} | {"rounds": self.config.rounds}
+
+
 def run_posttrain(cfg: PosttrainConfig) -> dict[str, Any]:
+    """Build the data bundle, then the rounds (each skipped when finished); return summary.json's content."""
+    build_bundle(cfg.bundle)
+    run_stage(PosttrainStage(cfg), fresh=False)
+    return json.loads((Path(cfg.out) / "summary.json").read_text())
+
+
+def train_rounds(cfg: PosttrainConfig, out: Path) -> dict[str, Any]:
+    """The base checkpoint, then `cfg.rounds` rounds into `out`; writes and returns summary.json's content."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, out)
     start = time.perf_counter()
-    build_bundle(cfg.bundle)
     ctx = _context(cfg)
     model_dir = _base(ctx, out / "base")
     summary: dict[str, Any] = {"rounds": []}

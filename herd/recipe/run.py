@@ -2,95 +2,47 @@
 
 corpus → curate → tokenizer → tokenize → pretrain (ramps, annealing, Polyak average) → posttrain
 (RM → RS → SFT → DPO rounds) → eval (chat and base model; contamination against the run's own shards)
-→ report. Every stage writes its folder under `run_dir` with a MANIFEST.json; a rerun skips each stage
-whose manifest matches its inputs and config, so a killed recipe picks up at the stage it was in
-(pretraining resumes from its last checkpoint). `--stage NAME` runs one stage on the outputs already
-there; changed overrides change its config hash, so it and everything downstream run again.
+→ report. Every step is a `Stage` (herd.core.stage) run by the one runner, which skips a stage whose
+folder is finished under the same key (name, code version, whole config, input content), so a killed
+recipe picks up at the stage it was in (pretraining resumes from its last checkpoint). `--stage NAME`
+runs one stage on the outputs already there; a changed key runs it again, and everything downstream
+sees changed inputs.
 """
 
 from __future__ import annotations
 
+import copy
 import json
-import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from herd.core.config import dump_toml, load_config
+from herd.core.config import dump_toml
 from herd.core.io import MANIFEST_NAME, atomic_write_text, sha256_file
 from herd.core.logging import get_logger
-from herd.core.manifest import Manifest, ManifestError
-from herd.core.stage import run_fn
-from herd.recipe.config import STAGES, RecipeConfig, StageSection
+from herd.core.manifest import Manifest
+from herd.core.stage import Stage, run_stage
+from herd.recipe.config import STAGES, RecipeConfig, ReportSection, mix_dir
 
 log = get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where each stage writes, under one run folder."""
-
-    root: Path
-
-    @property
-    def corpus(self) -> Path:
-        return self.root / "corpus"
-
-    @property
-    def curate(self) -> Path:
-        return self.root / "curate"
-
-    @property
-    def tokenizer(self) -> Path:
-        return self.root / "tokenizer"
-
-    @property
-    def tokens(self) -> Path:
-        return self.root / "tokens"
-
-    @property
-    def pretrain(self) -> Path:
-        return self.root / "pretrain"
-
-    @property
-    def posttrain(self) -> Path:
-        return self.root / "posttrain"
-
-    @property
-    def posttrain_data(self) -> Path:
-        return self.root / "posttrain-data"
-
-    @property
-    def eval(self) -> Path:
-        return self.root / "eval"
-
-    @property
-    def eval_base(self) -> Path:
-        return self.root / "eval-base"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report"
 
 
 @dataclass
 class Recipe:
     cfg: RecipeConfig
-    judges: Callable[[str], Any] | None = None  # curation's LLM judge factory (the CLI passes herd's)
+    judges: Callable[[str], Any] | None = None  # curation's LLM judge factory
     walls: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.paths = Paths(Path(self.cfg.run_dir))
-
-    # ------------------------------------------------------------------ driver
+        self.root = Path(self.cfg.run_dir)
 
     def run(self, only: str | None = None) -> dict[str, Any]:
         if only is not None and only not in STAGES:
             raise ValueError(f"--stage {only!r}: choose one of {', '.join(STAGES)}")
-        self.paths.root.mkdir(parents=True, exist_ok=True)
-        (self.paths.root / "recipe.resolved.toml").write_text(dump_toml(self.cfg))
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.root / "recipe.resolved.toml", dump_toml(self.cfg))
         for name in STAGES if only is None else (only,):
             start = time.perf_counter()
             log.info("recipe: stage %s", name)
@@ -101,202 +53,124 @@ class Recipe:
 
     # ------------------------------------------------------------------ stages
 
-    def stage_corpus(self) -> Path:
+    def stage_corpus(self) -> None:
+        from herd.data.bundle import CorpusConfig, CorpusStage
+
         c = self.cfg.corpus
         if c.documents:
             if not Path(c.documents).is_dir():
                 raise FileNotFoundError(f"corpus.documents: no such folder {c.documents}")
-            return Path(c.documents)
-        from herd.data.bundle import build_corpus
-
-        def build(tmp: Path) -> dict[str, Any]:
-            files = build_corpus(c.sources, tmp / "documents")
-            return {"files": files, "documents": sum(files.values())}
-
+            return
         if not Path(c.sources).is_dir():
             raise FileNotFoundError(f"corpus.sources: no folder {c.sources} (run scripts/fetch_corpus.sh {c.sources})")
-        run_fn("corpus", [c.sources], c, self.paths.corpus, build)
-        return self.paths.corpus / "documents"
+        run_stage(CorpusStage(CorpusConfig(c.sources), str(self.root / "corpus")))
 
-    def corpus_documents(self) -> Path:
-        return Path(self.cfg.corpus.documents) if self.cfg.corpus.documents else self.paths.corpus / "documents"
-
-    def curate_config(self):
-        from herd.data.pipeline import CurateConfig
-
-        wired = [f"inputs=['{self.corpus_documents()}']", f"out={self.paths.curate}"]
-        ccfg = stage_config(CurateConfig, self.cfg.curate, wired)
-        if not self.cfg.corpus.documents and ccfg.heuristics.dirty_words_dir:
-            # The bundled corpus brings its own dirty-word lists (npm naughty-words) beside the documents.
-            ccfg.heuristics.dirty_words_dir = str(self.paths.corpus / "documents-resources" / "ldnoobw")
-        return ccfg
-
-    def stage_curate(self) -> Path:
+    def stage_curate(self) -> None:
         from herd.data.pipeline import run_curation
 
-        ccfg = self.curate_config()
+        ccfg = self.cfg.curate
         judge = self.judges(ccfg.quality.judge) if self.judges and ccfg.quality.judge != "none" else None
         run_curation(ccfg, judge)
-        return self.mix_dir()
-
-    def mix_dir(self) -> Path:
-        """The last curation stage's folder: kept/<bucket>/, anneal/, mix_weights.json."""
-        from herd.data.pipeline import stage_plan
-
-        plan = stage_plan(self.curate_config())
-        return self.paths.curate / f"{len(plan):02d}_{plan[-1][0]}"
-
-    def tokenizer_file(self) -> str:
-        t = self.cfg.tokenizer
-        return t.base if t.base == "llama3" else str(self.paths.tokenizer / "tokenizer.model")
 
     def stage_tokenizer(self) -> None:
-        from herd.tokenizer.train import TokenizerTrainConfig, train_stage
+        from herd.tokenizer.train import train_stage
 
-        t = self.cfg.tokenizer
-        if t.base == "llama3":
+        if self.cfg.meta_tokenizer:
             log.info("tokenizer: Meta's Llama 3 tokenizer (no training)")
             return
-        tcfg = TokenizerTrainConfig(
-            inputs=[str(self.mix_dir() / "kept")], out=str(self.paths.tokenizer), vocab_size=t.vocab_size,
-            min_frequency=t.min_frequency, max_chars=t.max_chars, base=t.base,
-        )  # fmt: skip
-        train_stage(tcfg)
+        train_stage(self.cfg.tokenizer)
 
-    def tokenize_sources(self) -> dict[str, list[str]]:
+    def tokenize_config(self):
         """One source per curated bucket with documents, plus the annealing subset as "anneal"."""
-        mix = self.mix_dir()
+        tcfg = copy.deepcopy(self.cfg.tokenize)
+        mix = mix_dir(self.cfg)
         folders = {d.name: d for d in sorted((mix / "kept").iterdir()) if d.is_dir()}
         if (mix / "anneal").is_dir():
             folders["anneal"] = mix / "anneal"
-        return {name: [str(d)] for name, d in folders.items() if any(p.is_file() for p in d.rglob("*"))}
+        tcfg.sources = {k: [str(d)] for k, d in folders.items() if any(p.is_file() for p in d.rglob("*"))}
+        return tcfg
 
     def stage_tokenize(self) -> None:
-        from herd.data.tokenize import TokenizeConfig, tokenize
+        from herd.data.tokenize import tokenize
 
-        t = self.cfg.tokenize
-        tcfg = TokenizeConfig(
-            tokenizer=self.tokenizer_file(), sources=self.tokenize_sources(), out=str(self.paths.tokens),
-            val_fraction=t.val_fraction, workers=t.workers,
-        )  # fmt: skip
-        tokenize(tcfg)
+        tokenize(self.tokenize_config())
 
     def pretrain_config(self):
-        from herd.train.config import PretrainConfig
-
-        wired = [f"data.shards={self.paths.tokens}", f"run_dir={self.paths.pretrain}", f"seed={self.cfg.seed}"]
-        pcfg = stage_config(PretrainConfig, self.cfg.pretrain, wired)
+        """The embedded pretraining config with curation's data-mix weights [P §3.1.2] filled in."""
+        pcfg = copy.deepcopy(self.cfg.pretrain)
         weights = self._mix_weights()
+        sources = self._token_sources()
         if weights and not pcfg.data.mix:
-            pcfg.data.mix = weights | ({"anneal": 0.0} if "anneal" in self._token_sources() else {})
-        if weights and pcfg.anneal.tokens and not pcfg.anneal.mix and "anneal" in self._token_sources():
-            share, total = self.cfg.pretrain.anneal_share, sum(weights.values())
+            pcfg.data.mix = weights | ({"anneal": 0.0} if "anneal" in sources else {})
+        if weights and pcfg.anneal.tokens and not pcfg.anneal.mix and "anneal" in sources:
+            share, total = self.cfg.anneal_share, sum(weights.values())
             pcfg.anneal.mix = {k: (1 - share) * w / total for k, w in weights.items()} | {"anneal": share}
         return pcfg
 
     def _token_sources(self) -> set[str]:
-        return {d.name for d in self.paths.tokens.iterdir() if d.is_dir()} if self.paths.tokens.is_dir() else set()
+        tokens = Path(self.cfg.tokenize.out)
+        return {d.name for d in tokens.iterdir() if d.is_dir()} if tokens.is_dir() else set()
 
     def _mix_weights(self) -> dict[str, float]:
-        """Curation's data-mix weights [P §3.1.2] for the buckets that were tokenized."""
-        path = self.mix_dir() / "mix_weights.json"
+        """Curation's mix weights for the buckets that were tokenized."""
+        path = mix_dir(self.cfg) / "mix_weights.json"
         if not path.is_file():
             return {}
         buckets = json.loads(path.read_text())["buckets"]
         present = self._token_sources()
         return {k: float(b["weight"]) for k, b in buckets.items() if k in present and b["weight"] > 0}
 
-    def stage_pretrain(self) -> Path:
-        from herd.train.loop import pretrain
+    def stage_pretrain(self) -> None:
+        from herd.train.stage import PretrainStage
 
-        pcfg, run_dir = self.pretrain_config(), self.paths.pretrain
-        if done(run_dir, "pretrain", [pcfg.data.shards], pcfg):
-            log.info("skip pretrain: %s matches its inputs and config", run_dir)
-            return run_dir / "base"
-        resolved = run_dir / "config.resolved.toml"
-        if resolved.is_file() and resolved.read_text() != dump_toml(pcfg):
-            # Checkpoints of another config must not be resumed into this one.
-            log.warning("pretrain: %s holds a run with another config; starting afresh", run_dir)
-            shutil.rmtree(run_dir)
-        pretrain(pcfg)
-        return run_dir / "base"
+        # A folder started under another config or other shards is cleared, never resumed into.
+        run_stage(PretrainStage(self.pretrain_config()))
 
-    def posttrain_config(self):
-        from herd.posttrain.rounds import PosttrainConfig
+    def stage_posttrain(self) -> None:
+        from herd.posttrain.bundle import build_bundle
+        from herd.posttrain.rounds import PosttrainStage
 
-        wired = [
-            f"out={self.paths.posttrain}", f"base.model={self.paths.pretrain / 'base'}",
-            f"base.tokenizer={self.tokenizer_file()}", f"bundle.out={self.paths.posttrain_data}",
-            f"seed={self.cfg.seed}",
-        ]  # fmt: skip
-        return stage_config(PosttrainConfig, self.cfg.posttrain, wired)
-
-    def stage_posttrain(self) -> Path:
-        from herd.posttrain.rounds import run_posttrain
-
-        pcfg, out = self.posttrain_config(), self.paths.posttrain
-        # The data bundle is built inside post-training; a changed or missing bundle reruns it too.
-        inputs = [self.paths.pretrain / "base", self.paths.posttrain_data]
-        if not (self.paths.posttrain_data.is_dir() and done(out, "posttrain", inputs, pcfg)):
-            summary = run_posttrain(pcfg)
-            counts = {"rounds": pcfg.rounds, "final_model": summary["final_model"], "wall_s": summary.get("wall_s")}
-            Manifest.write(out, "posttrain", inputs, pcfg, counts, summary.get("wall_s", 0.0))
-        return self.chat_model()
+        build_bundle(self.cfg.posttrain.bundle)
+        run_stage(PosttrainStage(self.cfg.posttrain), fresh=False)  # its rounds skip what is finished
 
     def chat_model(self) -> Path:
-        return Path(json.loads((self.paths.posttrain / "summary.json").read_text())["final_model"])
+        return Path(Manifest.read(self.cfg.posttrain.out).counts["final_model"])
 
-    def eval_config(self, base: bool):
-        from herd.eval.config import EvalConfig
-
-        model = self.paths.pretrain / "base" if base else self.chat_model()
-        wired = [
-            f"out={self.paths.eval_base if base else self.paths.eval}", f"model.path={model}",
-            f"model.tokenizer={self.tokenizer_file()}", f"contamination.shards={self.paths.tokens}",
-            f"contamination.tokenizer={self.tokenizer_file()}",
-        ]  # fmt: skip
-        if base:  # contamination is a property of the data, robustness of the chat model: once each
-            wired += ["contamination.enabled=false", "robustness.enabled=false"]
-        return stage_config(EvalConfig, self.cfg.eval, wired)
+    def eval_configs(self) -> list:
+        """The chat model's evaluation, and the base model's when `eval_base` (contamination is a property
+        of the data and robustness one of the chat model: each is measured once)."""
+        chat = copy.deepcopy(self.cfg.eval)
+        chat.model.path = str(self.chat_model())
+        configs = [chat]
+        if self.cfg.eval_base:
+            base = copy.deepcopy(self.cfg.eval)
+            base.out, base.model.path = str(self.root / "eval-base"), self.cfg.posttrain.base.model
+            base.contamination.enabled = base.robustness.enabled = False
+            configs.append(base)
+        return configs
 
     def stage_eval(self) -> None:
-        from herd.eval.run import run_eval
+        from herd.eval.run import EvalStage
 
-        for base in (False, True) if self.cfg.eval.base else (False,):
-            ecfg = self.eval_config(base)
-            inputs = [p for p in (Path(ecfg.model.path), Path(ecfg.contamination.shards or "-")) if p.exists()]
-            if done(Path(ecfg.out), "eval", inputs, ecfg):
-                log.info("skip eval: %s matches its inputs and config", ecfg.out)
-                continue
-            run_eval(ecfg)
+        for ecfg in self.eval_configs():
+            run_stage(EvalStage(ecfg))
 
-    def stage_report(self) -> Path:
-        from herd.recipe.report import write_report
-
-        chats = self.sample_chats()
-        names = ("corpus", "curate", "tokenizer", "tokens", "pretrain", "posttrain", "eval", "eval_base")
-        stages = {name: getattr(self.paths, name) for name in names}
-        if self.cfg.corpus.documents:
-            stages["corpus"] = Path(self.cfg.corpus.documents)
-        index = write_report({k: v for k, v in stages.items() if v.exists()}, self.paths.report, chats)
-        log.info("report: %s", index)
-        return index
-
-    def sample_chats(self) -> list[dict[str, str]]:
-        """Greedy answers of the base and the chat model to the report's prompts, cached by model manifests."""
-        base, chat = self.paths.pretrain / "base", self.chat_model()
-        key = [sha256_file(base / "model.safetensors"), sha256_file(chat / "model.safetensors")]
-        key += [self.cfg.report.prompts, self.cfg.report.max_new_tokens]
-        cache = self.paths.report / "chats.json"
-        if cache.is_file() and (old := json.loads(cache.read_text())).get("key") == key:
-            return old["chats"]
-        answers = {name: chat_answers(m, self.tokenizer_file(), self.cfg.report) for name, m in (("base", base),
-                   ("chat", chat))}  # fmt: skip
-        chats = [{"prompt": q, "base": answers["base"][i], "chat": answers["chat"][i]}
-                 for i, q in enumerate(self.cfg.report.prompts)]  # fmt: skip
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(cache, json.dumps({"key": key, "chats": chats}, indent=2, ensure_ascii=False) + "\n")
-        return chats
+    def stage_report(self) -> None:
+        stages = {
+            "corpus": Path(self.cfg.corpus.documents) if self.cfg.corpus.documents else self.root / "corpus",
+            "curate": Path(self.cfg.curate.out),
+            "tokenizer": Path(self.cfg.tokenizer.out),
+            "tokens": Path(self.cfg.tokenize.out),
+            "pretrain": Path(self.cfg.pretrain.run_dir),
+            "posttrain": Path(self.cfg.posttrain.out),
+            "eval": Path(self.cfg.eval.out),
+            "eval_base": self.root / "eval-base",
+        }
+        stages = {k: v for k, v in stages.items() if v.exists()}
+        models = {"base": Path(self.cfg.posttrain.base.model), "chat": self.chat_model()}
+        tokenizer = self.cfg.tokenize.tokenizer
+        m = run_stage(ReportStage(ReportConfig(self.cfg.report, tokenizer), stages, models, self.root / "report"))
+        log.info("report: %s", self.root / "report" / m.counts["index"])
 
     # ------------------------------------------------------------------ lineage
 
@@ -304,33 +178,57 @@ class Recipe:
         """The run's own manifest: every stage folder with its manifest's hash, so the report (or a person)
         can walk from the chat model back to raw files, configs and versions."""
         records = []
-        for folder in sorted(self.paths.root.iterdir()):
+        for folder in sorted(self.root.iterdir()):
             for m in sorted(folder.rglob(MANIFEST_NAME)) if folder.is_dir() else []:
                 if "_work" not in m.parts:
                     records.append({"path": str(m.parent), "sha256": None, "manifest": sha256_file(m)})
         sources = self.cfg.corpus.documents or self.cfg.corpus.sources
         records.insert(0, {"path": sources, "sha256": None, "manifest": None})
-        m = Manifest.build(self.paths.root, "recipe", records, self.cfg, {"stages": self.walls})
+        m = Manifest.build(self.root, "recipe", records, self.cfg, {"stages": self.walls})
         m.outputs = []  # the stage manifests list their own outputs
-        m.save(self.paths.root)
+        m.save(self.root)
 
 
-def stage_config(cls: type, section: StageSection, wired: list[str]):
-    """A stage's config: its own TOML, the recipe's overrides for it, then the paths the recipe wires."""
-    return load_config(cls, section.config or None, [*section.overrides, *wired])
+@dataclass
+class ReportConfig:
+    report: ReportSection
+    tokenizer: str  # for the sample chats
 
 
-def done(out: Path, stage: str, inputs: list, config: Any) -> bool:
-    """A stage folder whose manifest matches these inputs and this config, with every output present."""
-    try:
-        m = Manifest.find(out)
-    except ManifestError as e:
-        log.warning("%s; running the stage again", e)
-        return False
-    return m is not None and m.stage == stage and m.matches(inputs, config) and m.complete(out)
+@dataclass
+class ReportStage(Stage):
+    """The run report: reads the numbers each stage recorded, samples a few chats, renders HTML + PNGs."""
+
+    name: ClassVar[str] = "report"
+    config: ReportConfig
+    stages: Mapping[str, Path]
+    models: Mapping[str, Path]  # "base" and "chat" model folders, for the before/after chats
+    out_dir: Path
+
+    @property
+    def out(self) -> Path:
+        return Path(self.out_dir)
+
+    def inputs(self) -> list[Path]:
+        # The stage manifests stand for their folders: each already hashes what its stage wrote.
+        found = [p / MANIFEST_NAME for p in self.stages.values() if (p / MANIFEST_NAME).is_file()]
+        return [*found, *(m / "model.safetensors" for m in self.models.values())]
+
+    def run(self, workdir: Path) -> dict[str, Any]:
+        from herd.recipe.report import write_report
+
+        chats = sample_chats(self.models, self.config)
+        index = write_report(dict(self.stages), workdir, chats)
+        return {"index": str(Path(index).relative_to(workdir)), "chats": chats}
 
 
-def chat_answers(model_dir: Path, tokenizer: str, report) -> list[str]:
+def sample_chats(models: Mapping[str, Path], cfg: ReportConfig) -> list[dict[str, str]]:
+    """Greedy answers of the base and the chat model to the report's prompts."""
+    answers = {name: chat_answers(m, cfg.tokenizer, cfg.report) for name, m in models.items()}
+    return [{"prompt": q} | {name: a[i] for name, a in answers.items()} for i, q in enumerate(cfg.report.prompts)]
+
+
+def chat_answers(model_dir: Path, tokenizer: str, report: ReportSection) -> list[str]:
     import torch
 
     from herd.model import generate, load_model
@@ -346,17 +244,13 @@ def chat_answers(model_dir: Path, tokenizer: str, report) -> list[str]:
 
 
 def dry_run(cfg: RecipeConfig) -> str:
-    """Build every stage's config as the recipe would (typos fail here, naming the key) and plan the run."""
+    """Plan the run from the recipe's pretraining config (loading the recipe already checked every key)."""
     from herd.recipe.plan import plan
 
-    r = Recipe(cfg)
-    r.curate_config()
-    r.eval_config(base=True)
-    rounds = r.posttrain_config().rounds
-    pre = r.pretrain_config()
-    if not pre.model.vocab_size and not cfg.tokenizer.base:  # the run trains its own tokenizer
+    pre = copy.deepcopy(cfg.pretrain)
+    if not pre.model.vocab_size and not cfg.meta_tokenizer:  # the run trains its own tokenizer
         pre.model.vocab_size = cfg.tokenizer.vocab_size
-    return plan(pre, cfg.cluster, posttrain_rounds=rounds).table()
+    return plan(pre, cfg.cluster, posttrain_rounds=cfg.posttrain.rounds).table()
 
 
 def run_recipe(cfg: RecipeConfig, only: str | None = None, judges: Callable[[str], Any] | None = None) -> Path:
