@@ -59,7 +59,7 @@ def prepare_shards(cfg: ScalingConfig) -> Path:
             raise FileNotFoundError(f"{shards}: no token shards (run `herd tokenize`, or set data.build)")
         return shards
     from herd.data.tokenize import TokenizeConfig, tokenize
-    from herd.tokenizer.train import TokenizerTrainConfig, train_stage
+    from herd.data.tokenizer_stage import TokenizerTrainConfig, train_stage
 
     inputs = [f for i in b.inputs for f in (stdlib_files() if i == "stdlib" else [i])]
     tok_dir = shards.parent / f"{shards.name}-tokenizer"
@@ -85,7 +85,7 @@ def cut_windows(src: Path, out: Path, length: int) -> Path:
     is one window from a random file and every label keeps its full context. The manifest carries the
     tokenize stage's `tokenizer`, which herd.train copies into the exported models (the benchmark needs it)."""
     from herd.core.manifest import Manifest
-from herd.core.stage import run_fn
+    from herd.core.stage import run_fn
     from herd.data.shards import TokenShard, write_shard
 
     bins = sorted(src.glob("*/*/*.bin"))
