@@ -40,8 +40,8 @@ def smollm2_gguf() -> Path:
 @pytest.fixture(scope="session")
 def token_dir(tmp_path_factory):
     """Token shards of a small stdlib corpus with a 1,024-id herd-trained tokenizer (~5 s, once)."""
-    from herd.data.tokenize import TokenizeConfig, tokenize
     from herd.data.documents import iter_texts
+    from herd.data.tokenize import TokenizeConfig, tokenize
     from herd.tokenizer.ranks import save_ranks
     from herd.tokenizer.train import train_bpe
 

@@ -11,8 +11,8 @@ Output layout (read by herd.data.loader.split_sources):
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 import shutil
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
