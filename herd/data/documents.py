@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -84,8 +85,9 @@ def document_files(paths: str | Path | Iterable[str | Path], part: str = "") -> 
     """The files whose documents `iter_documents` reads, in reading order.
 
     A named file is read whatever its suffix. A curation stage folder stands for its kept documents
-    (`kept/`, or `kept/<part>`); any other folder for the text, JSONL(.gz/.zst) and Parquet files under it
-    (or under `<part>`), searched recursively and sorted, never MANIFEST.json, `dropped/` or hidden files.
+    (`kept/`, or `kept/<part>`), also when found inside another folder; any other folder for the text,
+    JSONL(.gz/.zst) and Parquet files under it (or under `<part>`), searched recursively and sorted,
+    never MANIFEST.json, `dropped/` or hidden files.
     """
     out: list[Path] = []
     for path in [paths] if isinstance(paths, str | Path) else paths:
@@ -97,15 +99,25 @@ def document_files(paths: str | Path | Iterable[str | Path], part: str = "") -> 
         root = root / part if part else root
         if not root.is_dir():
             raise FileNotFoundError(f"no such file or folder: {root}")
-        out += [f for f in sorted(root.rglob("*")) if f.is_file() and _is_document_file(f.relative_to(root))]
+        out += _files_under(root)
     return out
 
 
-def _is_document_file(rel: Path) -> bool:
-    if any(p.startswith(".") for p in rel.parts) or DROPPED_DIR in rel.parts[:-1] or rel.name == MANIFEST_NAME:
+def _files_under(root: Path) -> list[Path]:
+    found = []
+    for folder, dirs, files in os.walk(root):
+        if is_stage_folder(folder):  # a stage folder inside: its kept documents, not its anneal/ copies
+            dirs[:], files = [KEPT_DIR], []
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != DROPPED_DIR]
+        found += [Path(folder, f) for f in files if _is_document_name(f) and Path(folder, f).is_file()]
+    return sorted(found)  # as paths, part by part: the order every earlier reader used
+
+
+def _is_document_name(name: str) -> bool:
+    if name.startswith(".") or name == MANIFEST_NAME:
         return False
-    name = rel.name.lower()
-    return name.endswith((*_JSONL_SUFFIXES, _PARQUET_SUFFIX)) or rel.suffix.lower() in _TEXT_SUFFIXES
+    name = name.lower()
+    return name.endswith((*_JSONL_SUFFIXES, _PARQUET_SUFFIX)) or Path(name).suffix in _TEXT_SUFFIXES
 
 
 def iter_documents(

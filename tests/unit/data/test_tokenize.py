@@ -94,6 +94,9 @@ def test_reader_rules(tmp_path: Path) -> None:
         list(iter_documents(plain))
     # A named file is read whatever its suffix; max_chars stops after the document that reaches it.
     assert list(iter_texts([plain / "c.json", plain / "a.txt"], max_chars=5)) == [(plain / "c.json").read_text()]
+    # A folder that holds a stage folder: that stage's kept documents, not its anneal/ copies or notes.
+    found = [f.relative_to(tmp_path).as_posix() for f in document_files(tmp_path)]
+    assert found == [*(f"07_mix/{k}" for k in kept), "plain/a.txt", "plain/d.jsonl"]
 
 
 def test_stages_skip_rerun_and_carry_their_tokenizer(tmp_path: Path) -> None:
