@@ -14,8 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def tokenize_command(args: argparse.Namespace) -> int:
-    from herd.data.tokenize import TokenizeConfig, tokenize
+    from herd.core.stage import run_stage
+    from herd.data.tokenize import TokenizeConfig, TokenizeStage
 
-    m = tokenize(load_args_config(TokenizeConfig, args))
+    m = run_stage(TokenizeStage(load_args_config(TokenizeConfig, args)))
     print(f"{m.counts['kept']:,} documents, {sum(m.counts['tokens'].values()):,} tokens → {m.config['out']}")
     return 0

@@ -1,4 +1,4 @@
-"""`herd tokenizer train|stats|encode|decode`: thin wrappers over herd.tokenizer (imported lazily)."""
+"""`herd tokenizer train|stats|encode|decode`: thin wrappers over herd.tokenizer and herd.data (imported lazily)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(func=_train)
 
     stats = sub.add_parser("stats", help="chars and bytes per token, per source and language")
-    stats.add_argument("paths", nargs="+", help="text/JSONL/Parquet files or folders")
+    stats.add_argument("paths", nargs="+", help="curation stage folders, text/JSONL/Parquet files or folders")
     stats.add_argument("-t", "--tokenizer", action="append", help="name or path (repeat to compare; default llama3)")
     stats.add_argument("--language", default="und", help="language of plain text files (JSONL rows carry their own)")
     stats.add_argument("--text-key", default="text")
@@ -43,23 +43,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from herd.core.config import load_config
-    from herd.tokenizer.train import TokenizerTrainConfig, train_stage
+    from herd.core.stage import run_stage
+    from herd.data.tokenizer_stage import TokenizerStage, TokenizerTrainConfig
 
     config, overrides = args.config, list(args.overrides)
     if config and "=" in config:  # no config file, only overrides
         config, overrides = None, [config, *overrides]
     cfg = load_config(TokenizerTrainConfig, config, overrides)
-    m = train_stage(cfg)
+    m = run_stage(TokenizerStage(cfg))
     print(json.dumps({"out": cfg.out, **m.counts}))
     return 0
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from herd.tokenizer import compression_stats, load_tokenizer
-    from herd.tokenizer.corpus import iter_documents
+    from herd.data.documents import iter_documents
+    from herd.tokenizer import Document, compression_stats, load_tokenizer
     from herd.tokenizer.stats import format_table
 
-    docs = list(iter_documents(args.paths, args.text_key, args.language, args.max_chars))
+    records = iter_documents(args.paths, text_key=args.text_key, language=args.language, max_chars=args.max_chars)
+    docs = [Document(r["text"], r["source"], r["language"]) for r in records]
     if not docs:
         raise ValueError("no documents found in " + " ".join(args.paths))
     names = args.tokenizer or ["llama3"]

@@ -59,7 +59,7 @@ def prepare_shards(cfg: ScalingConfig) -> Path:
             raise FileNotFoundError(f"{shards}: no token shards (run `herd tokenize`, or set data.build)")
         return shards
     from herd.data.tokenize import TokenizeConfig, tokenize
-    from herd.tokenizer.train import TokenizerTrainConfig, train_stage
+    from herd.data.tokenizer_stage import TokenizerTrainConfig, train_stage
 
     inputs = [f for i in b.inputs for f in (stdlib_files() if i == "stdlib" else [i])]
     tok_dir = shards.parent / f"{shards.name}-tokenizer"

@@ -26,11 +26,11 @@ from herd.tokenizer.chat import (
     load_chat_format,
 )
 from herd.tokenizer.hf import HFTokenizer, read_gguf_metadata
-from herd.tokenizer.load import llama3_path, load_tokenizer, smollm2_gguf_path
+from herd.tokenizer.load import llama3_path, load_tokenizer, smollm2_gguf_path, tokenizer_file
 from herd.tokenizer.protocol import TokenizerLike
 from herd.tokenizer.ranks import load_ranks, save_ranks
-from herd.tokenizer.stats import CompressionRow, compression_stats
-from herd.tokenizer.train import TokenizerTrainConfig, extend_ranks, train_bpe, train_stage
+from herd.tokenizer.stats import CompressionRow, Document, compression_stats
+from herd.tokenizer.train import extend_ranks, train_bpe, train_tokenizer
 
 __all__ = [
     "LLAMA3_PAT_STR",
@@ -39,13 +39,13 @@ __all__ = [
     "NUM_SPECIAL",
     "ChatFormatLike",
     "CompressionRow",
+    "Document",
     "HFTokenizer",
     "Llama3ChatFormat",
     "Message",
     "TemplateChatFormat",
     "Tokenizer",
     "TokenizerLike",
-    "TokenizerTrainConfig",
     "ToolCall",
     "compression_stats",
     "extend_ranks",
@@ -59,6 +59,7 @@ __all__ = [
     "read_gguf_metadata",
     "save_ranks",
     "smollm2_gguf_path",
+    "tokenizer_file",
     "train_bpe",
-    "train_stage",
+    "train_tokenizer",
 ]

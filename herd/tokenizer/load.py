@@ -55,6 +55,21 @@ def load_tokenizer(name_or_path: str | Path) -> TokenizerLike:
     return Tokenizer.from_file(path)
 
 
+def tokenizer_file(name_or_path: str | Path) -> Path:
+    """The one file `load_tokenizer(name_or_path)` reads: a name's packaged file, a folder's chosen file."""
+    key = str(name_or_path)
+    if key == "llama3":
+        return llama3_path()
+    if key == "smollm2":
+        return smollm2_gguf_path()
+    path = Path(name_or_path)
+    if path.is_dir():
+        return _folder_file(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no tokenizer {key!r}: not a file, a folder or one of {sorted(NAMED)}")
+    return path
+
+
 @cache
 def _llama3() -> Tokenizer:
     # Cached: 128K ranks take ~0.3 s to check and build, and the object is read-only.
@@ -67,13 +82,18 @@ def _gguf(path: str) -> HFTokenizer:
 
 
 def _from_folder(folder: Path) -> TokenizerLike:
+    path = _folder_file(folder)
+    return Tokenizer.from_file(path) if path.name == "tokenizer.model" else HFTokenizer.from_folder(folder)
+
+
+def _folder_file(folder: Path) -> Path:
     model, hf_json = folder / "tokenizer.model", folder / "tokenizer.json"
     # A tiktoken tokenizer.model is herd's own format and the fastest; HF folders of other models often
     # hold a SentencePiece tokenizer.model (binary) next to tokenizer.json, so sniff before choosing.
     if model.is_file() and (_is_ranks_file(model) or not hf_json.is_file()):
-        return Tokenizer.from_file(model)
+        return model
     if hf_json.is_file():
-        return HFTokenizer.from_folder(folder)
+        return hf_json
     raise FileNotFoundError(f"{folder}: no tokenizer.model or tokenizer.json")
 
 

@@ -10,8 +10,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from herd.tokenizer.corpus import Document
 from herd.tokenizer.protocol import TokenizerLike
+
+
+@dataclass(frozen=True)
+class Document:
+    """A text with the labels its compression is grouped by (herd.data reads them from files)."""
+
+    text: str
+    source: str
+    language: str
 
 
 @dataclass

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import tiktoken
@@ -24,8 +22,6 @@ from herd.tokenizer.ranks import N_BYTES, check_ranks, unspell
 
 if TYPE_CHECKING:
     import tokenizers
-
-    from herd.core.manifest import Manifest
 
 Pair = tuple[bytes, bytes]
 
@@ -161,51 +157,21 @@ def _merge_greedy(parts: list[bytes], ranks: Mapping[bytes, int]) -> list[bytes]
     return parts
 
 
-# ---------------------------------------------------------------- the stage
+# ---------------------------------------------------------------- from texts
 
 
-@dataclass
-class TokenizerTrainConfig:
-    """`herd tokenizer train`: files in -> tokenizer.model (+ tokenizer.json) + MANIFEST.json."""
-
-    inputs: list[str] = field(default_factory=list)  # text/JSONL/Parquet files or folders
-    out: str = "runs/tokenizer"
-    vocab_size: int = 8192  # all ids, the model's vocab_size: ranks + 256 specials (Llama 3: 128,256)
-    min_frequency: int = 2
-    text_key: str = "text"
-    max_chars: int = 0  # read at most this many characters (0: all)
-    base: str = ""  # extension: "llama3" or a ranks file/folder to extend instead of training anew
-    extra_merges: int = 0  # extension: tokens to add on top of `base` (paper: 28K on 100K)
-
-
-def train_stage(cfg: TokenizerTrainConfig) -> Manifest:
-    """Train (or extend) and write `cfg.out`; skipped when its manifest matches inputs and config."""
-    from herd.core.stage import run_fn
-
-    if not cfg.inputs:
-        raise ValueError("tokenizer train: no inputs (set inputs=['corpus/'] in the config or as an override)")
-    if cfg.base and cfg.extra_merges <= 0:
-        raise ValueError("tokenizer train: extending a base tokenizer needs extra_merges > 0")
-    inputs = [*cfg.inputs, *([cfg.base] if cfg.base and cfg.base != "llama3" else [])]
-    return run_fn("tokenizer", inputs, cfg, cfg.out, lambda tmp: _train_into(cfg, tmp))
-
-
-def _train_into(cfg: TokenizerTrainConfig, out: Path) -> dict[str, float | int]:
-    from herd.tokenizer.corpus import iter_documents
+def train_tokenizer(
+    texts: Sequence[str], vocab_size: int, min_frequency: int = 2, base: str = "", extra_merges: int = 0
+) -> Tokenizer:
+    """A tokenizer trained on `texts`, or `base` ("llama3" or a ranks file/folder) extended by up to
+    `extra_merges` tokens learned on them. Reading the texts is herd.data's job (herd.data.tokenizer_stage)."""
     from herd.tokenizer.load import load_tokenizer
 
-    texts = [d.text for d in iter_documents(cfg.inputs, cfg.text_key, max_chars=cfg.max_chars)]
-    if cfg.base:
-        base = load_tokenizer(cfg.base)
-        if not isinstance(base, Tokenizer):
-            raise ValueError(f"tokenizer train: base {cfg.base!r} is not a tiktoken ranks tokenizer")
-        ranks = extend_ranks(base.ranks, texts, cfg.extra_merges, cfg.min_frequency, base.pat_str)
-    else:
-        ranks = train_bpe(texts, cfg.vocab_size, min_frequency=cfg.min_frequency)
-    tok = Tokenizer(ranks)
-    tok.save(out / "tokenizer.model")
-    tok.to_hf().save(str(out / "tokenizer.json"))
-    chars = sum(map(len, texts))
-    tokens = sum(map(len, tok.encode_batch(texts)))
-    return {"docs": len(texts), "chars": chars, "n_ranks": tok.n_ranks, "vocab_size": tok.vocab_size,
-            "chars_per_token": round(chars / max(tokens, 1), 4)}  # fmt: skip
+    if not base:
+        return Tokenizer(train_bpe(texts, vocab_size, min_frequency=min_frequency))
+    if extra_merges <= 0:
+        raise ValueError("tokenizer train: extending a base tokenizer needs extra_merges > 0")
+    tok = load_tokenizer(base)
+    if not isinstance(tok, Tokenizer):
+        raise ValueError(f"tokenizer train: base {base!r} is not a tiktoken ranks tokenizer")
+    return Tokenizer(extend_ranks(tok.ranks, texts, extra_merges, min_frequency, tok.pat_str))

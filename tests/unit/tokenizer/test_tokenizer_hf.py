@@ -9,8 +9,8 @@ import pytest
 from unit.tokenizer.tok_texts import MULTILINGUAL, golden_strings
 
 from herd.cli.main import main
-from herd.tokenizer import HFTokenizer, Tokenizer, TokenizerLike, compression_stats, load_tokenizer
-from herd.tokenizer.corpus import Document, iter_documents
+from herd.data.documents import iter_documents
+from herd.tokenizer import Document, HFTokenizer, Tokenizer, TokenizerLike, compression_stats, load_tokenizer
 
 
 def test_gguf_ids_equal_transformers(smollm2, hf_reference):
@@ -93,7 +93,7 @@ def test_cli_stats_encode_decode(tmp_path, capsys):
     )
     (tmp_path / "b.txt").write_text(MULTILINGUAL["en"])
     docs = list(iter_documents([tmp_path]))
-    assert len(docs) == len(MULTILINGUAL) + 1 and docs[-1].source == "b"
+    assert len(docs) == len(MULTILINGUAL) + 1 and docs[-1]["source"] == tmp_path.name  # a file's folder
     out = tmp_path / "stats.json"
     assert main(["tokenizer", "stats", str(tmp_path), "-t", "llama3", "--json", str(out)]) == 0
     table = capsys.readouterr().out

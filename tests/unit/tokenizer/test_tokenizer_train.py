@@ -21,8 +21,8 @@ from unit.tokenizer.tok_texts import (
 )
 
 from herd.tokenizer import Tokenizer, compression_stats, extend_ranks, load_tokenizer, train_bpe
-from herd.tokenizer.corpus import Document
 from herd.tokenizer.ranks import spell, unspell
+from herd.tokenizer.stats import Document
 from herd.tokenizer.train import hf_to_ranks, train_hf
 
 
