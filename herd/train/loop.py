@@ -69,7 +69,7 @@ class Trainer:
         built = build_model(cfg, self.base_cfg, self.par, self.device, self.dtype, loss)
         self.model, self.pipeline = built.model, built.pipeline
         self.optim = make_optimizer(self.model, cfg, self.device)
-        self.step = TrainStep(
+        self.stepper = TrainStep(
             self.model, self.optim, self.par, self.pipeline, loss, self.device, self.dtype,
             cfg.ramp.micro_batch_size, cfg.optim.grad_clip,
         )  # fmt: skip
@@ -101,14 +101,14 @@ class Trainer:
 
     def held_out_loss(self, model: torch.nn.Module | None = None) -> float | None:
         """On the trained model (collective), or on an unsharded copy (`model`, this rank alone)."""
-        return self.step.held_out_loss(self.val_batches, model)
+        return self.stepper.held_out_loss(self.val_batches, model)
 
     # ------------------------------------------------------------------------------------------ a step
     def train_step(self) -> dict:
         s, cfg = self.state, self.cfg
         shape, lr = phases.batch_shape(s, cfg), phases.learning_rate(s, cfg)
         full = self.loader.next_batch(shape.batch_tokens // shape.seq_len, shape.seq_len)
-        out = self.step(full, lr, partial(guard.skip_reason, s=s, g=cfg.guard))
+        out = self.stepper(full, lr, partial(guard.skip_reason, s=s, g=cfg.guard))
         if out.skipped is None:
             self.state = guard.accepted(s, out.loss, shape.batch_tokens, cfg.guard)
         else:
@@ -298,7 +298,7 @@ class Trainer:
             "wall_s": round(time.perf_counter() - start, 3),  # this process: a resumed run counts from its restart
         }
         summary = finish(
-            self.run_dir, self.model_cfg, s, weights, partial(self.held_out_loss), summary,
+            self.run_dir, self.model_cfg, s, weights, self.held_out_loss, summary,
             phases.boundaries(s, self.cfg), tokenizer_file(self.cfg.data),
         )  # fmt: skip
         self.metrics.close()
