@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-__all__ = ["Trainer", "model_config", "pretrain"]
+# model_config and summed_token_loss live in build and step; recipe, scaling and benchmarks import them here.
+__all__ = ["Trainer", "model_config", "pretrain", "summed_token_loss"]
 
 
 class Trainer:
