@@ -51,12 +51,13 @@ def test_kill_9_and_resume_gives_identical_losses(token_dir, tmp_path) -> None:
         time.sleep(0.05)
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
-    assert not (tmp_path / "b" / "summary.json").exists()
+    assert not (tmp_path / "b" / "summary.json").exists() and not (tmp_path / "b" / "MANIFEST.json").exists()
     resumed = launch(token_dir, tmp_path / "b", *steps)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
     assert sorted(a) == list(range(1, 17)) and a == b  # bitwise: JSON floats round-trip exactly
     assert json.loads((tmp_path / "b" / "summary.json").read_text())["resumed"] is True
+    assert json.loads((tmp_path / "b" / "MANIFEST.json").read_text())["counts"]["resumed"] is True  # run_stage
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_previous(token_dir, tmp_path, caplog) -> None:
