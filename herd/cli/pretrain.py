@@ -16,9 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def pretrain_command(args: argparse.Namespace) -> int:
     import json
 
+    from herd.core.stage import run_stage
     from herd.train.config import PretrainConfig
-    from herd.train.loop import pretrain
+    from herd.train.stage import PretrainStage
 
-    summary = pretrain(load_args_config(PretrainConfig, args))
-    print(json.dumps(summary, indent=2))
+    # fresh=False: a run folder left by another config is resumed, not cleared (its checkpoints are checked).
+    manifest = run_stage(PretrainStage(load_args_config(PretrainConfig, args)), fresh=False)
+    print(json.dumps(manifest.counts, indent=2))
     return 0

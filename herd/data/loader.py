@@ -207,9 +207,6 @@ class TokenLoader:
             )
         self.draws, self.tokens_seen = int(state["draws"]), int(state["tokens_seen"])
         self.current = tuple(state["current"]) if state["current"] else None
-        if self.current is not None and len(self.current) == 4:  # written before units had an end
-            name, shard, doc, _ = self.current
-            self.current = (*self.current, len(self.sources[name].tokens(shard, doc)))
         for name, s in state["sources"].items():
             src = self.sources[name]
             src.epoch, src.position, src._order = int(s["epoch"]), int(s["position"]), None

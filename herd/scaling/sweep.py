@@ -139,6 +139,16 @@ def run_name(budget: float, size: str) -> str:
     return f"C{budget:.2e}-{size}".replace("+", "")
 
 
+def recorded_tokenizer(shards: Path) -> str:
+    """The tokenizer the shards were made with, as their stage recorded it (tokenize, or cut_windows
+    passing it on): the runs' exports carry it so the benchmark can score them. "" when unknown."""
+    from herd.core.manifest import Manifest
+
+    upstream = Manifest.find(shards)
+    name = str(upstream.config.get("tokenizer") or "") if upstream else ""
+    return name if name == "llama3" or (name and Path(name).exists()) else ""
+
+
 def pretrain_config(
     cfg: ScalingConfig, size: SizeSection, shards: Path, run_dir: str, steps: int, batch: int
 ) -> PretrainConfig:
@@ -150,7 +160,7 @@ def pretrain_config(
         "run_dir": run_dir,
         "seed": cfg.seed,
         "model": {**model, "max_seq_len": max(cfg.seq_len, 2048), "attn_impl": "sdpa"},
-        "data": {"shards": str(shards), "seed": cfg.seed},
+        "data": {"shards": str(shards), "seed": cfg.seed, "tokenizer": recorded_tokenizer(shards)},
         "optim": {"lr": lr, "weight_decay": cfg.weight_decay},
         "schedule": {"warmup_steps": warmup, "total_steps": steps, "min_lr": cfg.min_lr_ratio * lr, "max_steps": steps},
         "ramp": {

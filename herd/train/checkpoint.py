@@ -119,10 +119,3 @@ class Checkpointer:
             set_optimizer_state_dict(model, optim, state["optim"])
         log.info("resumed from %s", ckpt)
         return json.loads((ckpt / TRAIN_STATE).read_text())
-
-
-def load_model_weights(ckpt: str | Path, model: torch.nn.Module) -> None:
-    """Just the model weights of a DCP checkpoint (for averaging and export)."""
-    state = {"model": get_model_state_dict(model)}
-    dcp.load(state, checkpoint_id=str(ckpt))
-    set_model_state_dict(model, state["model"])

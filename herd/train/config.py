@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from herd.data.loader import MixSchedule, MixStage
@@ -33,6 +34,10 @@ class MixStageSection:
 @dataclass
 class DataSection:
     shards: str = "runs/tokens"  # a `herd tokenize` output folder: <source>/{train,val}/*.bin
+    # The tokenizer the shards were made with: a tokenizer.model path (or its folder) or "llama3" (Meta's).
+    # Empty: <shards>/tokenizer.model if the tokenize stage left one there, else none (no needle probe,
+    # exports without a tokenizer).
+    tokenizer: str = ""
     mix: dict[str, float] = field(default_factory=dict)  # empty: every source weighted by its tokens
     mix_stages: list[MixStageSection] = field(default_factory=list)  # later changes [P §3.4.1]
     seed: int = 0
@@ -164,3 +169,19 @@ class PretrainConfig:
         stages = [MixStage(0, self.data.mix or default)]
         stages += [MixStage(s.after_tokens, s.weights) for s in self.data.mix_stages]
         return MixSchedule(tuple(stages))
+
+
+def tokenizer_file(data: DataSection) -> Path | None:
+    """The tokenizer.model that `data.tokenizer` names, else the one beside the shards, else None."""
+    if not data.tokenizer:
+        beside = Path(data.shards) / "tokenizer.model"
+        return beside if beside.is_file() else None
+    if data.tokenizer == "llama3":
+        from herd.tokenizer.load import llama3_path
+
+        return llama3_path()
+    path = Path(data.tokenizer)
+    path = path / "tokenizer.model" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"data.tokenizer: {path} is not a tokenizer.model file")
+    return path

@@ -10,9 +10,12 @@ import time
 import torch
 
 from herd.core.config import load_config
+from herd.core.stage import run_stage
 from herd.train.config import PretrainConfig
+from herd.train.guard import skip_reason
 from herd.train.loop import Trainer
 from herd.train.metrics import read_metrics
+from herd.train.stage import PretrainStage
 
 FAST = [
     "runtime.peak_flops=1e12", "runtime.tensorboard=false", "schedule.warmup_steps=3", "schedule.total_steps=40",
@@ -22,7 +25,9 @@ FAST = [
 
 
 def config(token_dir, run_dir, *extra: str) -> PretrainConfig:
-    return load_config(PretrainConfig, None, [f"data.shards={token_dir}", f"run_dir={run_dir}", *FAST, *extra])
+    # The conftest's tokenizer sits beside the shards' folder: named explicitly (data.tokenizer).
+    wired = [f"data.shards={token_dir}", f"data.tokenizer={token_dir.parent / 'tok.model'}", f"run_dir={run_dir}"]
+    return load_config(PretrainConfig, None, [*wired, *FAST, *extra])
 
 
 def launch(token_dir, run_dir, *extra: str) -> subprocess.Popen:
@@ -46,12 +51,13 @@ def test_kill_9_and_resume_gives_identical_losses(token_dir, tmp_path) -> None:
         time.sleep(0.05)
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
-    assert not (tmp_path / "b" / "summary.json").exists()
+    assert not (tmp_path / "b" / "summary.json").exists() and not (tmp_path / "b" / "MANIFEST.json").exists()
     resumed = launch(token_dir, tmp_path / "b", *steps)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
     assert sorted(a) == list(range(1, 17)) and a == b  # bitwise: JSON floats round-trip exactly
     assert json.loads((tmp_path / "b" / "summary.json").read_text())["resumed"] is True
+    assert json.loads((tmp_path / "b" / "MANIFEST.json").read_text())["counts"]["resumed"] is True  # run_stage
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_previous(token_dir, tmp_path, caplog) -> None:
@@ -87,8 +93,10 @@ def test_spikes_are_skipped_then_rolled_back(token_dir, tmp_path) -> None:
         t.train_step()
     t.save()
     saved = {k: v.clone() for k, v in t.model.state_dict().items()}
-    assert t._guard(float("nan")) == "nonfinite_loss"
-    assert t._guard(t.state.loss_ema * 10) == "loss_spike" and t._guard(t.state.loss_ema) is None
+    g = t.cfg.guard
+    assert skip_reason(float("nan"), t.state, g) == "nonfinite_loss"
+    assert skip_reason(t.state.loss_ema * 10, t.state, g) == "loss_spike"
+    assert skip_reason(t.state.loss_ema, t.state, g) is None
     t.train_step()  # one more good step: the weights move past the checkpoint
     t.state.loss_ema = 1e-3  # every real loss now looks like a spike
     before = t.loader.state_dict()["draws"]
@@ -100,22 +108,23 @@ def test_spikes_are_skipped_then_rolled_back(token_dir, tmp_path) -> None:
 
 
 def test_learns_below_unigram_entropy_and_exports(token_dir, tmp_path) -> None:
-    summary = Trainer(
-        config(
-            token_dir,
-            tmp_path,
-            "schedule.max_steps=100",
-            "schedule.total_steps=100",
-            "optim.lr=1e-2",
-            "ramp.stages=[{after_tokens=0, batch_tokens=2048, seq_len=128}]",
-            "eval.every=50",
-            "anneal.tokens=4096",
-            "anneal.checkpoints=2",
-        )
-    ).fit()
+    cfg = config(
+        token_dir,
+        tmp_path,
+        "schedule.max_steps=100",
+        "schedule.total_steps=100",
+        "optim.lr=1e-2",
+        "ramp.stages=[{after_tokens=0, batch_tokens=2048, seq_len=128}]",
+        "eval.every=50",
+        "anneal.tokens=4096",
+        "anneal.checkpoints=2",
+    )
+    manifest = run_stage(PretrainStage(cfg))
+    summary = manifest.counts  # the stage's numbers are the manifest's counts
     print(f"held-out {summary['held_out_loss_last']:.3f} vs unigram entropy {summary['unigram_entropy']:.3f}")
     assert summary["held_out_loss_last"] < summary["unigram_entropy"] - 0.3
     assert summary["averaged_snapshots"] == [101, 102] and summary["held_out_loss_averaged"] is not None
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
     from herd.model import load_model
 
     for export in ("final", "base"):
@@ -123,9 +132,11 @@ def test_learns_below_unigram_entropy_and_exports(token_dir, tmp_path) -> None:
         assert (tmp_path / export / "tokenizer.model").is_file() and model.cfg.vocab_size == 1024
     assert (tmp_path / "loss.png").stat().st_size > 10_000
     assert (tmp_path / "config.resolved.toml").is_file()
-    manifest = json.loads((tmp_path / "MANIFEST.json").read_text())
-    assert manifest["stage"] == "pretrain" and manifest["counts"]["steps"] == 102
-    assert manifest["inputs"][0]["manifest"] is not None  # lineage: the token shards' own manifest
+    written = json.loads((tmp_path / "MANIFEST.json").read_text())
+    assert written["stage"] == "pretrain" and written["counts"]["steps"] == 102
+    assert written["inputs"][0]["manifest"] is not None  # lineage: the token shards' own manifest
+    assert written["inputs"][1]["path"] == cfg.data.tokenizer  # the tokenizer is an input too
+    assert run_stage(PretrainStage(cfg)).created == manifest.created  # same key: the runner skips it
 
 
 def test_long_context_stage_gates_and_rope(token_dir, tmp_path) -> None:
