@@ -33,7 +33,7 @@ from herd.model.convert import build_from_state_dict, save_hf
 from herd.parallel.cp import chunk_indices
 from herd.parallel.grads import clip_grad_norm
 from herd.parallel.init import init_parallel_weights
-from herd.parallel.parallelize import Parallel
+from herd.parallel.parallelize import ParallelContext
 from herd.parallel.pp import Pipeline, StageParts, rank_stages, stage_model
 from herd.train.averaging import average_state_dicts
 from herd.train.checkpoint import Checkpointer
@@ -90,7 +90,7 @@ class Trainer:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
             torch.cuda.set_device(self.device)
         self.dtype = pick_dtype(cfg.runtime.dtype, self.device)
-        self.par = Parallel(cfg.parallel, self.device.type)
+        self.par = ParallelContext(cfg.parallel, self.device.type)
         self.sources = split_sources(cfg.data.shards, "train")
         vocab = max(TokenShard(p).vocab_size for paths in self.sources.values() for p in paths)
         self.model_cfg = model_config(cfg, vocab)
@@ -129,7 +129,8 @@ class Trainer:
             return self._materialize(model)
         n_stages = dims.pp * dims.stages_per_rank
         mine = rank_stages(self.par.coordinate("pp"), dims.pp, dims.stages_per_rank)
-        parts = {i: self._materialize(stage_model(model, i, n_stages, pc.pp_lighter_ends)) for i in mine}
+        attn = self.par.attention
+        parts = {i: self._materialize(stage_model(model, i, n_stages, pc.pp_lighter_ends, attn)) for i in mine}
         tied = self.par.ends_group("pp") if self.model_cfg.tie_embeddings else None
         self.pipeline = Pipeline(
             parts, n_stages, self.par.group("pp"), self.device, pc.pp_schedule,
@@ -185,14 +186,15 @@ class Trainer:
         cp = self.par.dims.cp if parallel else 1
         if cp == 1:
             return {"tokens": tokens, "doc_ids": doc_ids}, labels
-        # The model's CP hook (herd.parallel.cp.apply_cp) adds global positions and K/V-gathering attention.
+        # The chunks' global positions and K/V-gathering attention come from self.par.attention (token_loss_sum).
         idx = chunk_indices(tokens.shape[1], cp, self.par.coordinate("cp"), self.device)
         return {"tokens": tokens[:, idx], "doc_ids": doc_ids}, labels[:, idx]
 
     def token_loss_sum(self, model: torch.nn.Module, b: Batch, parallel: bool = True) -> torch.Tensor:
         kwargs, labels = self.model_inputs(b, parallel)
         with autocast(self.device, self.dtype):
-            logits = model(**kwargs)
+            positions, attention = self.par.attention(kwargs["doc_ids"], self.model_cfg.attn_impl, parallel)
+            logits = model(kwargs["tokens"], positions, attention)
         return self.token_loss(logits, labels)
 
     def _pipeline_step(self, b: Batch, loss_scale: float, train: bool = True) -> float:
