@@ -6,6 +6,12 @@ Pure torch. Build it on the meta device, apply parallelism from outside, then al
         model = Transformer(cfg)
     model.to_empty(device=device)
     model.init_weights(seed=0)
+
+The caller says how its tokens are laid out; the model only embeds, runs the blocks, norms and projects:
+
+    logits = model(tokens)                                   # one causal sequence per row
+    logits = model(tokens, *document_causal(doc_ids))        # packed documents [P §3.2]
+    logits = model(new_tokens, *cache.extend(T))             # incremental decoding (herd.model.generate)
 """
 
 from __future__ import annotations
