@@ -5,9 +5,9 @@ r, r + pp, r + 2·pp, … (the looped placement of interleaved schedules, which 
 bubble by the number of stages per rank). Each stage is a pruned copy of the model: its own layers
 (under their full-model names, so DCP checkpoints reshard between layouts), the embedding on the first
 stage, the final norm and output on the last. Stages pass (hidden states, document ids) to each other and
-each builds its positions and attention from the document ids (`StageTransformer`); the model itself
-only ever sees positions and an attention kernel. The paper's split option makes the first and last stage one
-layer lighter, because they also carry the embedding and the output projection and loss.
+each builds its positions and attention kernel from the document ids (`StageTransformer`): the model
+itself never sees document ids. The paper's split option makes the first and last stage one layer
+lighter, because they also carry the embedding and the output projection and loss.
 
 With tied embeddings the last stage keeps its own copy of the embedding matrix for the output
 projection; the two copies start equal and stay equal because their gradients are summed over the
