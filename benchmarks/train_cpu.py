@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from herd.core.runtime import autocast
 from herd.model import build_model, get_preset
 from herd.model.config import flops_per_token
+from herd.model.layers import document_causal
 from herd.train.metrics import measure_peak_flops
 
 # The CPU demo shape from platform-notes.md: 15.7M parameters.
@@ -33,7 +34,7 @@ SHAPE = dict(dim=384, n_layers=6, n_heads=6, n_kv_heads=2, ffn_dim=1024, vocab_s
 def step_fn(model, optim, tokens, labels, doc_ids, dtype):
     def step() -> float:
         with autocast(torch.device("cpu"), dtype):
-            logits = model(tokens, doc_ids=doc_ids)
+            logits = model(tokens, *document_causal(doc_ids, model.cfg.attn_impl))
         loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

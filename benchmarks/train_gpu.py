@@ -36,6 +36,7 @@ import torch
 
 from herd.model import build_model, get_preset
 from herd.model.config import ModelConfig, flops_per_token, param_count
+from herd.model.layers import document_causal
 from herd.train.loop import summed_token_loss
 from herd.train.metrics import measure_peak_flops
 
@@ -61,7 +62,7 @@ def herd_model(cfg: ModelConfig, device: torch.device, doc_mask: bool) -> Callab
         block.compile()
 
     def forward(tokens: torch.Tensor, doc_ids: torch.Tensor) -> torch.Tensor:
-        return model(tokens, doc_ids=doc_ids if doc_mask else None)
+        return model(tokens, *document_causal(doc_ids, cfg.attn_impl)) if doc_mask else model(tokens)
 
     return model, forward
 

@@ -321,7 +321,7 @@ class HerdScorer(TokenScorer):
         for e, ctx in enumerate(batch):  # left padding: every context ends at the same slot
             tokens[e, width - len(ctx) :] = torch.tensor(ctx)
         with self._autocast():
-            last = self.model(tokens, cache=cache, return_hidden=True)[:, -1]  # (E, dim): predicts token 1
+            last = self.model(tokens, *cache.extend(width), return_hidden=True)[:, -1]  # (E, dim): predicts token 1
         out = {}
         # Choices of similar length together, so right padding stays small.
         rows.sort(key=lambda row: len(pairs[row[1]][1]), reverse=True)
@@ -373,7 +373,7 @@ class HerdScorer(TokenScorer):
         for r, (_, i) in enumerate(rows):  # right padding: pads come after a row's real tokens
             cont = pairs[i][1][:-1]
             feed[r, : len(cont)] = torch.tensor(cont, dtype=torch.long)
-        return self.model(feed, cache=grown, return_hidden=True)  # (R, n_cont − 1, dim)
+        return self.model(feed, *grown.extend(n_cont - 1), return_hidden=True)  # (R, n_cont − 1, dim)
 
     def _generate_ids(
         self, prompts: list[list[int]], max_new_tokens: int, temperature: float, top_p: float, seed: int, stop: Any

@@ -8,6 +8,7 @@ import torch
 
 from herd.model.config import PRESETS, ModelConfig, RopeScaling, get_preset, param_count
 from herd.model.generate import generate
+from herd.model.layers import AttentionKernel, document_causal
 from herd.model.transformer import Transformer
 
 
@@ -65,11 +66,13 @@ def load_model(
 __all__ = [
     "BUNDLED",
     "PRESETS",
+    "AttentionKernel",
     "ModelConfig",
     "RopeScaling",
     "Transformer",
     "build_model",
     "bundled_path",
+    "document_causal",
     "generate",
     "get_preset",
     "load_model",

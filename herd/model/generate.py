@@ -64,7 +64,7 @@ def generate(
     )
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     # Prefill: only the last position's logits are needed; projecting all T would build (B, T, V).
-    hidden = model(tokens, cache=cache, return_hidden=True)[:, -1:]  # (B, 1, dim)
+    hidden = model(tokens, *cache.extend(longest), return_hidden=True)[:, -1:]  # (B, 1, dim)
     logits = F.linear(hidden, model.output_weight())[:, -1]  # (B, V)
     if num_samples > 1:
         logits = logits.repeat_interleave(num_samples, 0)  # (B·n, V)
@@ -84,5 +84,5 @@ def generate(
                     on_token(row, token)
         if all(finished) or cache.pos >= cache.max_len:
             break
-        logits = model(nxt[:, None], cache=cache)[:, -1]
+        logits = model(nxt[:, None], *cache.extend(1))[:, -1]
     return out

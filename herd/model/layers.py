@@ -8,16 +8,12 @@ interleaved-pair layout; herd.model.convert permutes them on load, so one layout
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from herd.model.config import ModelConfig, RopeScaling
-
-if TYPE_CHECKING:
-    from herd.model.cache import KVCache
 
 
 class RMSNorm(nn.Module):
@@ -80,16 +76,14 @@ class Attention(nn.Module):
         self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: AttnMask, cache: KVCache | None = None) -> Tensor:
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, attention: AttentionKernel) -> Tensor:
         B, T, _ = x.shape
         # Head counts are inferred (-1): under tensor parallelism each rank holds a slice of the heads.
         q = self.wq(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, H, T, Dh)
         k = self.wk(x).view(B, T, -1, self.head_dim).transpose(1, 2)  # (B, Hkv, T, Dh)
         v = self.wv(x).view(B, T, -1, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if cache is not None:
-            k, v = cache.update(self.layer_id, k, v)  # (B, Hkv, S, Dh): all cached positions so far
-        out = mask.attend(q, k, v)  # (B, H, T, Dh)
+        out = attention(q, k, v, self.layer_id)  # (B, H, T, Dh)
         return self.wo(out.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -116,32 +110,49 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: AttnMask, cache: KVCache | None = None) -> Tensor:
-        h = x + self.attention(self.attention_norm(x), cos, sin, mask, cache)
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, attention: AttentionKernel) -> Tensor:
+        h = x + self.attention(self.attention_norm(x), cos, sin, attention)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
-class AttnMask:
-    """Which keys each query may see, and the kernel that applies it.
+class AttentionKernel:
+    """Attention itself, softmax(q·kᵀ/√Dh)·v over the keys each query may see. The caller builds one per
+    forward from how its tokens are laid out (`document_causal`, a KV cache, context-parallel chunks) and
+    every layer calls it; the model never decides.
 
-    Built once per forward and shared by all layers. Four cases:
-    - plain causal (training without document ids, or prefill from an empty cache): SDPA is_causal;
-    - no mask at all (`causal=False`): one new token per row, unpadded, sees every cached key;
-    - an explicit boolean mask (B, 1, T, S): document masks on CPU, padded/cached generation;
-    - a flex_attention BlockMask: document masks on CUDA, never materializing T×T.
-    The first two avoid building and applying a mask. SDPA's is_causal skips the tiles above the
-    diagonal, which makes a 1,024-token prefill 1.6× faster on CPU than the same mask passed explicitly.
+    Which keys a query sees, cheapest first:
+    - causal (the default): SDPA's is_causal, which skips the tiles above the diagonal and makes a
+      1,024-token prefill 1.6× faster on CPU than the same mask passed explicitly;
+    - everything (`causal=False`): one new token per row, unpadded, after a KV cache's filled slots;
+    - `mask`, boolean (B, 1, T, S): document masks on CPU, padded/cached generation, reward rows;
+    - `block_mask`, a flex_attention BlockMask: document masks on CUDA, never materializing T×T.
+    Subclasses change where K/V come from: a KV cache (herd.model.cache), other context-parallel ranks.
     """
 
-    def __init__(self, dense: Tensor | None = None, block: object | None = None, causal: bool = True) -> None:
-        self.dense, self.block, self.causal = dense, block, causal
+    def __init__(self, mask: Tensor | None = None, block_mask: object | None = None, causal: bool = True) -> None:
+        self.mask, self.block_mask, self.causal = mask, block_mask, causal
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        if self.block is not None:
-            return _flex_attention()(q, k, v, block_mask=self.block, enable_gqa=True)
-        if self.dense is None:
+    def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
+        """q (B, H, T, Dh), k/v (B, Hkv, S, Dh) → (B, H, T, Dh). `layer` is the calling block's index:
+        a KV cache keeps K/V per layer."""
+        if self.block_mask is not None:
+            return _flex_attention()(q, k, v, block_mask=self.block_mask, enable_gqa=True)
+        if self.mask is None:
             return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal, enable_gqa=True)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.dense, enable_gqa=True)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask, enable_gqa=True)
+
+
+def document_causal(doc_ids: Tensor, impl: str = "auto") -> tuple[Tensor, AttentionKernel]:
+    """Positions and attention of packed sequences: a token sees only earlier tokens of its own document
+    [P §3.2]. doc_ids (B, T); positions run on across documents (RoPE is relative). `impl` is
+    ModelConfig.attn_impl: "auto" takes flex_attention on CUDA, SDPA with a dense mask elsewhere."""
+    device = doc_ids.device
+    if impl == "flex" and device.type == "cpu" and torch.is_grad_enabled():
+        raise ValueError("attn_impl='flex' cannot train on CPU (flex_attention has no CPU backward)")
+    positions = torch.arange(doc_ids.shape[1], device=device)
+    if impl == "flex" or (impl == "auto" and device.type == "cuda"):
+        return positions, AttentionKernel(block_mask=flex_document_mask(doc_ids))
+    return positions, AttentionKernel(mask=document_mask(doc_ids))
 
 
 def document_mask(doc_ids: Tensor) -> Tensor:

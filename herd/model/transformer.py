@@ -6,6 +6,12 @@ Pure torch. Build it on the meta device, apply parallelism from outside, then al
         model = Transformer(cfg)
     model.to_empty(device=device)
     model.init_weights(seed=0)
+
+The caller says how its tokens are laid out; the model only embeds, runs the blocks, norms and projects:
+
+    logits = model(tokens)                                   # one causal sequence per row
+    logits = model(tokens, *document_causal(doc_ids))        # packed documents [P §3.2]
+    logits = model(new_tokens, *cache.extend(T))             # incremental decoding (herd.model.generate)
 """
 
 from __future__ import annotations
@@ -16,17 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from herd.model.cache import KVCache
 from herd.model.config import ModelConfig
-from herd.model.layers import (
-    AttnMask,
-    RMSNorm,
-    TransformerBlock,
-    document_mask,
-    flex_document_mask,
-    rope_cos_sin,
-    rope_inv_freq,
-)
+from herd.model.layers import AttentionKernel, RMSNorm, TransformerBlock, rope_cos_sin, rope_inv_freq
 
 
 class Transformer(nn.Module):
@@ -78,65 +75,31 @@ class Transformer(nn.Module):
 
     def forward(
         self,
-        tokens: Tensor,
-        doc_ids: Tensor | None = None,
-        cache: KVCache | None = None,
-        return_hidden: bool = False,
+        x: Tensor,
         positions: Tensor | None = None,
-        attn: AttnMask | None = None,
+        attention: AttentionKernel | None = None,
+        return_hidden: bool = False,
     ) -> Tensor:
-        """tokens (B, T) → logits (B, T, V) (or the final normed hidden states (B, T, dim)).
+        """Token ids (B, T) → logits (B, T, V), or the final normed hidden states (B, T, dim) with
+        `return_hidden`. A pipeline stage after the first takes hidden states (B, T, dim) as `x`; one
+        before the last has no final norm and returns its blocks' hidden states.
 
-        doc_ids (B, T): per-token document ids for packed sequences; a token attends only to earlier
-        tokens of its own document [P §3.2]. cache: decode incrementally (see herd.model.generate).
-        positions/attn: supplied from outside by context parallelism (global RoPE positions of the local
-        tokens, and an attention kernel that gathers K/V). A later pipeline stage takes hidden states
-        (B, T, dim) as `tokens`; one without the final norm returns (hidden states, doc_ids).
+        positions (T,) or (B, T) and attention: how the tokens are laid out, from the caller
+        (herd.model.layers.document_causal, KVCache.extend, herd.parallel.cp.context_parallel); by default
+        one causal sequence at positions 0..T−1.
         """
-        if attn is None:
-            positions, attn = self._positions_and_mask(tokens, doc_ids, cache)
-        # Token ids are embedded; hidden states (a later pipeline stage's input) pass straight in.
-        h = tokens if tokens.is_floating_point() else self.tok_embeddings(tokens)  # (B, T, dim)
+        positions = torch.arange(x.shape[1], device=x.device) if positions is None else positions
+        attention = AttentionKernel() if attention is None else attention
+        h = x if x.is_floating_point() else self.tok_embeddings(x)  # (B, T, dim)
         cos, sin = rope_cos_sin(self.inv_freq, positions)
         if cos.dim() == 3:  # per-row positions (B, T, Dh) broadcast over heads
             cos, sin = cos[:, None], sin[:, None]
         for block in self.layers.values():
-            h = block(h, cos, sin, attn, cache)
-        if cache is not None:
-            cache.advance()
-        if self.norm is None:  # a pipeline stage before the last: the next stage needs the document ids too
-            return h if doc_ids is None else (h, doc_ids)
+            h = block(h, cos, sin, attention)
+        if self.norm is None:
+            return h
         h = self.norm(h)
         if return_hidden:
             return h
         # Call the output module (not F.linear on its weight) so tensor-parallel plans see it.
         return self.output(h) if self.output is not None else F.linear(h, self.tok_embeddings.weight)  # (B, T, V)
-
-    def _positions_and_mask(
-        self, tokens: Tensor, doc_ids: Tensor | None, cache: KVCache | None
-    ) -> tuple[Tensor, AttnMask]:
-        T = tokens.shape[1]
-        if cache is not None:
-            if doc_ids is not None:
-                raise ValueError("doc_ids and a KV cache cannot be combined")
-            if not cache.padded and (cache.pos == 0 or T == 1):
-                # Unpadded prefill from empty is plain causal; one new token sees every filled slot.
-                return cache.reserve(T), AttnMask(causal=T > 1)
-            positions, visible = cache.begin(T)
-            return positions, AttnMask(dense=visible)
-        if doc_ids is None:
-            return torch.arange(T, device=tokens.device), AttnMask()
-        # A later pipeline stage under sequence parallelism holds a slice of the sequence's hidden states;
-        # attention gathers the whole sequence, whose length the document ids give.
-        if doc_ids.shape != tokens.shape[:2] and not (tokens.is_floating_point() and doc_ids.shape[0] == len(tokens)):
-            raise ValueError(f"doc_ids shape {tuple(doc_ids.shape)} != tokens shape {tuple(tokens.shape[:2])}")
-        positions = torch.arange(doc_ids.shape[1], device=tokens.device)
-        if self._use_flex(tokens):
-            return positions, AttnMask(block=flex_document_mask(doc_ids))
-        return positions, AttnMask(dense=document_mask(doc_ids))
-
-    def _use_flex(self, tokens: Tensor) -> bool:
-        impl = self.cfg.attn_impl
-        if impl == "flex" and tokens.device.type == "cpu" and torch.is_grad_enabled():
-            raise ValueError("attn_impl='flex' cannot train on CPU (flex_attention has no CPU backward)")
-        return impl == "flex" or (impl == "auto" and tokens.device.type == "cuda")

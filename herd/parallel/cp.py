@@ -7,20 +7,19 @@ torch's own context_parallel does not run on CPU, and gloo's functional all_gath
 gradients for non-contiguous inputs (platform-notes.md), so the all-gather is an autograd function
 written here: all-gather forward, sum of the gradient slices back to their owner in backward.
 
-`apply_cp` attaches this to a model (or a pipeline stage) from outside: the caller feeds the rank's
-chunks of the tokens (or hidden states) with the whole sequence's document ids, and a forward pre-hook
-adds the global positions and the K/V-gathering attention. Pipeline stages pass the document ids on, so
-context parallelism composes with pipeline parallelism.
+The model knows nothing of this: a caller feeds a rank's chunks of the tokens (or hidden states) with
+the positions and attention kernel `context_parallel` builds from the whole sequence's document ids.
+Pipeline stages pass the document ids on and build the same per stage, so context parallelism composes
+with pipeline parallelism.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from herd.model.layers import AttnMask
+from herd.model.layers import AttentionKernel
 
 
 def chunk_indices(T: int, cp: int, rank: int, device: torch.device | str = "cpu") -> Tensor:
@@ -56,40 +55,32 @@ def all_gather_seq(x: Tensor, group: dist.ProcessGroup) -> Tensor:
     return _AllGatherSeq.apply(x, group)
 
 
-class ContextParallelAttention(AttnMask):
-    """The attention kernel of one CP rank: local queries, gathered keys/values, block-causal mask over
-    global positions and document ids."""
+class ContextParallelAttention(AttentionKernel):
+    """The attention kernel of one CP rank: local queries, keys/values gathered from every rank, a
+    block-causal mask over global positions and document ids."""
 
     def __init__(self, group: dist.ProcessGroup, doc_ids: Tensor | None, T: int, cp: int, rank: int) -> None:
-        super().__init__()
         device = doc_ids.device if doc_ids is not None else "cpu"
-        self.group = group
-        self.q_pos = chunk_indices(T, cp, rank, device)  # (t,)
-        self.k_pos = torch.cat([chunk_indices(T, cp, r, device) for r in range(cp)])  # (T,) in gathered order
-        visible = self.k_pos[None, :] <= self.q_pos[:, None]  # (t, T) causal over global positions
+        q_pos = chunk_indices(T, cp, rank, device)  # (t,)
+        k_pos = torch.cat([chunk_indices(T, cp, r, device) for r in range(cp)])  # (T,) in gathered order
+        visible = k_pos[None, :] <= q_pos[:, None]  # (t, T) causal over global positions
         if doc_ids is None:
-            self.mask = visible[None, None]
+            mask = visible[None, None]
         else:
-            same = doc_ids[:, self.q_pos, None] == doc_ids[:, None, self.k_pos]  # (B, t, T)
-            self.mask = (same & visible)[:, None]
+            same = doc_ids[:, q_pos, None] == doc_ids[:, None, k_pos]  # (B, t, T)
+            mask = (same & visible)[:, None]
+        super().__init__(mask=mask)
+        self.group = group
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    def __call__(self, q: Tensor, k: Tensor, v: Tensor, layer: int) -> Tensor:
         k, v = all_gather_seq(k, self.group), all_gather_seq(v, self.group)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask, enable_gqa=True)
+        return super().__call__(q, k, v, layer)
 
 
-def apply_cp(model: nn.Module, group: dist.ProcessGroup, cp: int, rank: int) -> nn.Module:
-    """Make `model(chunks, doc_ids)` run as context-parallel rank `rank`: `chunks` are this rank's
-    positions (`chunk_indices`) of the tokens or hidden states, `doc_ids` (B, T) the whole sequence's."""
-
-    def add_positions_and_attention(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        kwargs = dict(kwargs)
-        x = args[0] if args else kwargs.pop("tokens")
-        doc_ids = args[1] if len(args) > 1 else kwargs.pop("doc_ids")
-        T = doc_ids.shape[1]
-        kwargs["positions"] = chunk_indices(T, cp, rank, doc_ids.device)
-        kwargs["attn"] = ContextParallelAttention(group, doc_ids, T, cp, rank)
-        return (x, doc_ids), kwargs
-
-    model.register_forward_pre_hook(add_positions_and_attention, with_kwargs=True)
-    return model
+def context_parallel(
+    doc_ids: Tensor, group: dist.ProcessGroup, cp: int, rank: int
+) -> tuple[Tensor, ContextParallelAttention]:
+    """Positions and attention of CP rank `rank`'s tokens (its chunks, `chunk_indices`) of packed
+    sequences whose whole document ids (B, T) are `doc_ids`: pass both to the model with the chunks."""
+    T = doc_ids.shape[1]
+    return chunk_indices(T, cp, rank, doc_ids.device), ContextParallelAttention(group, doc_ids, T, cp, rank)

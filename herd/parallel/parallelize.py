@@ -1,5 +1,6 @@
-"""A run's parallel context: process group, mesh, rank coordinates, and the fixed order in which
-parallelism is applied to a model built on the meta device (TP → activation checkpointing → compile → FSDP).
+"""A run's parallel context: process group, mesh, rank coordinates, the fixed order in which parallelism
+is applied to a model built on the meta device (TP → activation checkpointing → compile → FSDP), and the
+positions and attention of this rank's tokens (context parallelism works on the inputs, not the model).
 
 One process is the degenerate case: no process group, no mesh, every degree 1, nothing applied.
 """
@@ -11,15 +12,19 @@ import os
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import Tensor, nn
 
 from herd.model import ModelConfig
+from herd.model.layers import AttentionKernel, document_causal
 from herd.parallel.activation_checkpoint import apply_activation_checkpointing
 from herd.parallel.dims import ParallelConfig, ParallelDims
 from herd.parallel.fsdp import apply_fsdp
 
 
-class Parallel:
+class ParallelContext:
+    """What one rank of a run knows about the parallel layout: its mesh and coordinates, collectives over
+    mesh dimensions, and how a model and its inputs are split. One process has no mesh and degree 1."""
+
     def __init__(self, cfg: ParallelConfig, device_type: str) -> None:
         self.cfg = cfg
         world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -74,11 +79,11 @@ class Parallel:
         coordinates (a pipeline's first and last stage), or None if this rank is at neither end."""
         dim = self.dims.names.index(name)
         ends = self.mesh.mesh.movedim(dim, -1)[..., [0, -1]].reshape(-1, 2).tolist()
-        mine = None
+        own = None
         for pair in ends:  # every rank creates every group, in the same order
             group = dist.new_group(pair)
-            mine = group if self.rank in pair else mine
-        return mine
+            own = group if self.rank in pair else own
+        return own
 
     def barrier(self) -> None:
         if self.mesh is not None:
@@ -92,10 +97,6 @@ class Parallel:
             from herd.parallel.tp import apply_tp
 
             apply_tp(model, self.mesh["tp"], self.loss_parallel)
-        if self.dims.cp > 1:
-            from herd.parallel.cp import apply_cp
-
-            apply_cp(model, self.mesh["cp"].get_group(), self.dims.cp, self.coordinate("cp"))
         if ac:
             apply_activation_checkpointing(model)
         if compile:
@@ -106,6 +107,16 @@ class Parallel:
                 self.mesh["dp_replicate", "dp_shard_cp"] if self.dims.dp_replicate > 1 else self.mesh["dp_shard_cp"]
             )
             apply_fsdp(model, fsdp_mesh, param_dtype, self.cfg.reshard_after_forward)
+
+    def attention(self, doc_ids: Tensor, impl: str = "auto", cp: bool = True) -> tuple[Tensor, AttentionKernel]:
+        """Positions and attention of this rank's tokens of packed sequences with document ids `doc_ids`
+        (B, T, the whole sequence). Under context parallelism (unless `cp` is False) the rank holds the
+        chunks `herd.parallel.cp.chunk_indices` gives and gathers K/V from its CP group."""
+        if not cp or self.dims.cp == 1:
+            return document_causal(doc_ids, impl)
+        from herd.parallel.cp import context_parallel
+
+        return context_parallel(doc_ids, self.mesh["cp"].get_group(), self.dims.cp, self.coordinate("cp"))
 
     @property
     def loss_parallel(self) -> bool:

@@ -4,9 +4,10 @@ The model is cut into `pp × stages_per_rank` stages of contiguous layers. Rank 
 r, r + pp, r + 2·pp, … (the looped placement of interleaved schedules, which shrinks the pipeline
 bubble by the number of stages per rank). Each stage is a pruned copy of the model: its own layers
 (under their full-model names, so DCP checkpoints reshard between layouts), the embedding on the first
-stage, the final norm and output on the last. Stages pass (hidden states, document ids) to each other so
-every stage can apply the document mask. The paper's split option makes the first and last stage one
-layer lighter, because they also carry the embedding and the output projection and loss.
+stage, the final norm and output on the last. Stages pass (hidden states, document ids) to each other and
+each builds its positions and attention kernel from the document ids (`StageTransformer`): the model
+itself never sees document ids. The paper's split option makes the first and last stage one layer
+lighter, because they also carry the embedding and the output projection and loss.
 
 With tied embeddings the last stage keeps its own copy of the embedding matrix for the output
 projection; the two copies start equal and stay equal because their gradients are summed over the
@@ -15,7 +16,6 @@ pair of end ranks before every update (as Megatron-LM's embedding group does).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import torch
@@ -32,7 +32,8 @@ from torch.distributed.pipelining import (
 )
 from torch.distributed.tensor import DTensor
 
-from herd.model import Transformer
+from herd.model import ModelConfig, Transformer
+from herd.model.layers import AttentionKernel, document_causal
 
 SINGLE = {"1F1B": Schedule1F1B, "GPipe": ScheduleGPipe}  # one stage per rank
 # Several stages per rank (they also run with one).
@@ -68,10 +69,39 @@ def rank_stages(rank: int, pp: int, stages_per_rank: int) -> list[int]:
     return [rank + k * pp for k in range(stages_per_rank)]
 
 
-def stage_model(model: Transformer, stage: int, n_stages: int, lighter_ends: bool = False) -> Transformer:
-    """A copy of (meta-device) `model` holding only `stage`'s part."""
+# Positions and attention of a stage's tokens from the whole sequence's document ids and the model's
+# attn_impl: herd.model.layers.document_causal, or ParallelContext.attention under context parallelism.
+AttentionInputs = Callable[[Tensor, str], tuple[Tensor, AttentionKernel]]
+
+
+class StageTransformer(Transformer):
+    """One pipeline stage as the schedule runs it: (token ids or hidden states, document ids) in, and
+    out the same pair for the next stage, or logits from the last. A subclass rather than a wrapper module
+    so that FSDP, applied to the stage, is what the pipeline schedule sees."""
+
+    def __init__(self, cfg: ModelConfig, attention: AttentionInputs = document_causal) -> None:
+        super().__init__(cfg)
+        self.attention_inputs = attention
+
+    def forward(self, x: Tensor, doc_ids: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        h = super().forward(x, *self.attention_inputs(doc_ids, self.cfg.attn_impl))
+        return h if self.norm is not None else (h, doc_ids)  # a stage before the last has no final norm
+
+
+def stage_model(
+    model: Transformer,
+    stage: int,
+    n_stages: int,
+    lighter_ends: bool = False,
+    attention: AttentionInputs = document_causal,
+) -> StageTransformer:
+    """Meta-device `model`'s `stage` as a stage of its own, building positions and attention with
+    `attention`."""
+    if not model.output_weight().is_meta:
+        raise ValueError("stage_model: build pipeline stages from a meta-device model, then allocate them")
     keep = {str(i) for i in split_layers(model.cfg.n_layers, n_stages, lighter_ends)[stage]}
-    part = copy.deepcopy(model)
+    with torch.device("meta"):
+        part = StageTransformer(model.cfg, attention)
     for name in list(part.layers.keys()):
         if name not in keep:
             del part.layers[name]

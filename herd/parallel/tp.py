@@ -48,10 +48,10 @@ def apply_tp(model: nn.Module, mesh: DeviceMesh, loss_parallel: bool = False) ->
             mesh,
             {
                 "attention_norm": SequenceParallel(),
-                # Attention needs the whole sequence: gather it (cos/sin/mask/cache pass through as they are).
+                # Attention needs the whole sequence: gather it (cos/sin/kernel pass through as they are).
                 "attention": PrepareModuleInput(
-                    input_layouts=(Shard(1), None, None, None, None),
-                    desired_input_layouts=(Replicate(), None, None, None, None),
+                    input_layouts=(Shard(1), None, None, None),
+                    desired_input_layouts=(Replicate(), None, None, None),
                 ),
                 "attention.wq": ColwiseParallel(),
                 "attention.wk": ColwiseParallel(),

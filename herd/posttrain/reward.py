@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from herd.core.logging import get_logger
 from herd.model import Transformer
-from herd.model.layers import AttnMask
+from herd.model.layers import AttentionKernel
 from herd.posttrain.common import Variant, adamw, save_model, shuffled_batches, step, train_variants
 from herd.posttrain.data import Preference
 from herd.posttrain.losses import ranked_bt_loss, ranked_pairs
@@ -53,7 +53,7 @@ class RewardModel(nn.Module):
 
     def forward(self, batch: RewardBatch) -> Tensor:
         """Rewards (B, N) of each row's responses, best-ranked first."""
-        h = self.trunk(batch.tokens, positions=batch.positions, attn=AttnMask(dense=batch.mask), return_hidden=True)
+        h = self.trunk(batch.tokens, batch.positions, AttentionKernel(mask=batch.mask), return_hidden=True)
         rows = torch.arange(h.shape[0])[:, None]
         return self.head(h[rows, batch.ends]).squeeze(-1)  # (B, N)
 

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from herd.core.logging import get_logger
 from herd.model import Transformer
+from herd.model.layers import document_causal
 from herd.posttrain.common import Variant, adamw, shuffled_batches, step, train_variants
 from herd.posttrain.losses import sft_loss
 from herd.tokenizer.chat import ChatFormatLike
@@ -101,7 +102,9 @@ def make_batches(examples: Sequence[Example], cfg: SFTConfig, seed: int, pad_id:
 
 
 def batch_loss(model: Transformer, batch: Batch) -> Tensor:
-    logits = model(batch.inputs, doc_ids=batch.doc_ids)  # (B, T, V)
+    # Unpacked rows are one causal sequence each: the model's default positions and attention.
+    layout = () if batch.doc_ids is None else document_causal(batch.doc_ids, model.cfg.attn_impl)
+    logits = model(batch.inputs, *layout)  # (B, T, V)
     return sft_loss(logits, batch.targets, batch.loss_mask)
 
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from herd.model import Transformer, get_preset
 from herd.model.config import ModelConfig
 from herd.parallel.init import init_parallel_weights
-from herd.parallel.parallelize import Parallel
+from herd.parallel.parallelize import ParallelContext
 from herd.parallel.pp import Pipeline, StageParts, rank_stages, stage_model
 from herd.train.config import PretrainConfig
 
@@ -36,7 +36,7 @@ class Built:
 def build_model(
     cfg: PretrainConfig,
     model_cfg: ModelConfig,
-    par: Parallel,
+    par: ParallelContext,
     device: torch.device,
     dtype: torch.dtype,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -48,10 +48,10 @@ def build_model(
     if dims.pp == 1:
         return Built(_materialize(model, cfg, model_cfg, par, device, dtype), None)
     n_stages = dims.pp * dims.stages_per_rank
-    mine = rank_stages(par.coordinate("pp"), dims.pp, dims.stages_per_rank)
+    own = rank_stages(par.coordinate("pp"), dims.pp, dims.stages_per_rank)
     parts = {
-        i: _materialize(stage_model(model, i, n_stages, pc.pp_lighter_ends), cfg, model_cfg, par, device, dtype)
-        for i in mine
+        i: _materialize(stage_model(model, i, n_stages, pc.pp_lighter_ends, par.attention), cfg, model_cfg, par, device, dtype)
+        for i in own
     }
     tied = par.ends_group("pp") if model_cfg.tie_embeddings else None
     pipeline = Pipeline(
@@ -61,7 +61,7 @@ def build_model(
 
 
 def _materialize(
-    model: Transformer, cfg: PretrainConfig, model_cfg: ModelConfig, par: Parallel, device: torch.device,
+    model: Transformer, cfg: PretrainConfig, model_cfg: ModelConfig, par: ParallelContext, device: torch.device,
     dtype: torch.dtype,
 ) -> Transformer:  # fmt: skip
     """Parallelize a meta-device model (or pipeline stage), allocate it, and give it the seed's weights."""
@@ -89,7 +89,7 @@ def make_optimizer(model: nn.Module, cfg: PretrainConfig, device: torch.device) 
     )
 
 
-def full_state(model: nn.Module, par: Parallel, pipelined: bool) -> dict[str, Tensor]:
+def full_state(model: nn.Module, par: ParallelContext, pipelined: bool) -> dict[str, Tensor]:
     """Unsharded CPU weights under herd's names (on rank 0; other ranks get an empty dict). Collective
     under FSDP/TP/PP: every rank must call it."""
     if par.mesh is None:

@@ -24,7 +24,7 @@ from herd.data.loader import Batch, MixSchedule, TokenLoader, split_sources
 from herd.data.shards import TokenShard
 from herd.model.config import flops_per_token
 from herd.model.convert import build_from_state_dict
-from herd.parallel.parallelize import Parallel
+from herd.parallel.parallelize import ParallelContext
 from herd.train import guard, phases
 from herd.train.build import build_model, full_state, make_optimizer, model_config
 from herd.train.checkpoint import Checkpointer
@@ -53,7 +53,7 @@ class Trainer:
             self.device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
             torch.cuda.set_device(self.device)
         self.dtype = pick_dtype(cfg.runtime.dtype, self.device)
-        self.par = Parallel(cfg.parallel, self.device.type)
+        self.par = ParallelContext(cfg.parallel, self.device.type)
         if self.par.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_resolved(cfg, self.run_dir)
@@ -72,7 +72,7 @@ class Trainer:
         self.optim = make_optimizer(self.model, cfg, self.device)
         self.stepper = TrainStep(
             self.model, self.optim, self.par, self.pipeline, loss, self.device, self.dtype,
-            cfg.ramp.micro_batch_size, cfg.optim.grad_clip,
+            cfg.ramp.micro_batch_size, cfg.optim.grad_clip, self.model_cfg.attn_impl,
         )  # fmt: skip
         self.main_mix = cfg.mix_schedule(self._token_weights())
         self.loader = TokenLoader(self.sources, self.main_mix, seed=cfg.data.seed, chunk_tokens=cfg.data.chunk_tokens)
@@ -203,8 +203,8 @@ class Trainer:
         state = self.full_state()
         result = None
         if self.par.is_main:
-            plain = build_from_state_dict(self.model_cfg, state, "needle probe").to(self.device)
-            result = needle_probe(plain, tok, hay, length, seed=self.state.step)
+            probe_model = build_from_state_dict(self.model_cfg, state, "needle probe").to(self.device)
+            result = needle_probe(probe_model, tok, hay, length, seed=self.state.step)
         return self.par.broadcast(result)
 
     def _maybe_snapshot(self) -> None:

@@ -22,7 +22,7 @@ from herd.core.runtime import autocast
 from herd.data.loader import IGNORE_INDEX, Batch
 from herd.parallel.cp import chunk_indices
 from herd.parallel.grads import clip_grad_norm
-from herd.parallel.parallelize import Parallel
+from herd.parallel.parallelize import ParallelContext
 from herd.parallel.pp import Pipeline
 
 
@@ -57,7 +57,7 @@ class StepOutcome:
     skipped: str | None  # why the update was not applied, or None
 
 
-def local_rows(batch: Batch, par: Parallel) -> Batch:
+def local_rows(batch: Batch, par: ParallelContext) -> Batch:
     """This data-parallel rank's rows of a global batch (the same global batch for every layout)."""
     dp, r = par.dims.dp, par.coordinate("dp")
     n = batch.tokens.shape[0]
@@ -80,23 +80,25 @@ class TrainStep:
         self,
         model: nn.Module,
         optim: torch.optim.Optimizer,
-        par: Parallel,
+        par: ParallelContext,
         pipeline: Pipeline | None,
         loss: ScaledLoss,
         device: torch.device,
         dtype: torch.dtype,
         micro_batch_size: int,
         grad_clip: float,
+        attn_impl: str = "auto",
     ) -> None:
         self.model, self.optim, self.par, self.pipeline, self.loss = model, optim, par, pipeline, loss
         self.device, self.dtype = device, dtype
         self.micro_batch_size, self.grad_clip = micro_batch_size, grad_clip
+        self.attn_impl = attn_impl
 
     # -- the model calls: inputs, forward, pipeline
     def model_inputs(self, b: Batch, parallel: bool = True) -> tuple[dict[str, Tensor], Tensor]:
         """The model's keyword arguments for a batch and the labels this rank scores. Under context
-        parallelism a rank feeds its two sequence chunks; the model's CP hook (herd.parallel.cp.apply_cp)
-        adds their global positions and K/V-gathering attention."""
+        parallelism a rank feeds its two sequence chunks; `forward` gives them their global positions and
+        K/V-gathering attention (ParallelContext.attention)."""
         tokens, labels, doc_ids = (t.to(self.device) for t in (b.tokens, b.labels, b.doc_ids))
         cp = self.par.dims.cp if parallel else 1
         if cp == 1:
@@ -108,7 +110,8 @@ class TrainStep:
         """Σ token losses of `b` on `model` (`parallel=False`: an unsharded copy that sees whole rows)."""
         kwargs, labels = self.model_inputs(b, parallel)
         with autocast(self.device, self.dtype):
-            logits = model(**kwargs)
+            positions, attention = self.par.attention(kwargs["doc_ids"], self.attn_impl, parallel)
+            logits = model(kwargs["tokens"], positions, attention)
         return self.loss.token_loss(logits, labels)
 
     def forward_pipeline(self, b: Batch, factor: float, train: bool) -> float:
@@ -139,14 +142,14 @@ class TrainStep:
     def backward(self, full: Batch) -> float:
         """Gradients of the global batch's mean token loss into .grad; returns that mean loss."""
         n_labels = full.n_labels
-        mine = local_rows(full, self.par)
+        rows = local_rows(full, self.par)
         # FSDP averages gradients over its ranks; scaling by their count turns the mean into the sum
         # of every rank's share of sum(token losses) / n_labels: the single-process gradient.
         scale = self.par.dims.dp * self.par.dims.cp
         if self.pipeline is not None:
-            return self.par.sum(self.forward_pipeline(mine, scale / max(n_labels, 1), train=True) / scale)
+            return self.par.sum(self.forward_pipeline(rows, scale / max(n_labels, 1), train=True) / scale)
         loss = 0.0
-        for b in micro_batches(mine, self.micro_batch_size):
+        for b in micro_batches(rows, self.micro_batch_size):
             with self.par.loss_context():  # the loss and its backward, on vocabulary-sharded logits under TP
                 micro = self.forward(self.model, b) / max(n_labels, 1)
                 (micro * scale).backward()  # grads accumulate in the fp32 parameters' .grad
@@ -160,19 +163,19 @@ class TrainStep:
         copy such as an export or an average (`model`, on this rank alone, every row)."""
         if not batches:
             return None
-        plain = model is not None
+        unsharded = model is not None
         model = model or self.model
         model.to(self.device)
         was_training = model.training
         model.eval()
         total, count = 0.0, 0
         for full in batches:
-            b = full if plain else local_rows(full, self.par)
-            if self.pipeline is not None and not plain:
+            b = full if unsharded else local_rows(full, self.par)
+            if self.pipeline is not None and not unsharded:
                 total += self.forward_pipeline(b, 1.0, train=False)
             else:
-                with self.par.loss_context() if not plain else contextlib.nullcontext():
-                    total += float(self.forward(model, b, parallel=not plain))
+                with self.par.loss_context() if not unsharded else contextlib.nullcontext():
+                    total += float(self.forward(model, b, parallel=not unsharded))
             count += full.n_labels
         model.train(was_training)
-        return (total if plain else self.par.sum(total)) / max(count, 1)
+        return (total if unsharded else self.par.sum(total)) / max(count, 1)

@@ -9,7 +9,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from herd.model.layers import AttnMask, document_mask
+from herd.model.layers import AttentionKernel, document_mask
 from herd.parallel.cp import ContextParallelAttention, chunk_indices
 
 TOL = 1e-12  # float64 attention over 32 keys: reduction-order differences are ~1e-15
@@ -25,7 +25,7 @@ def main() -> int:
     doc_ids = torch.tensor([[0] * 11 + [1] * 21, [0] * 27 + [1] * 5])
 
     full = [t.clone().requires_grad_() for t in (q, k, v)]
-    out = AttnMask(dense=document_mask(doc_ids)).attend(*full)
+    out = AttentionKernel(mask=document_mask(doc_ids))(*full, layer=0)
     (out * weight).sum().backward()
 
     idx = chunk_indices(T, cp, rank)
@@ -34,7 +34,7 @@ def main() -> int:
     k_nc, v_nc = (t.transpose(2, 3).contiguous().transpose(2, 3) for t in mine[1:])
     assert not k_nc.is_contiguous()
     attn = ContextParallelAttention(dist.group.WORLD, doc_ids, T, cp, rank)
-    local = attn.attend(mine[0], k_nc, v_nc)
+    local = attn(mine[0], k_nc, v_nc, layer=0)
     (local * weight[:, :, idx]).sum().backward()
 
     errors = {"out": (local - out[:, :, idx]).abs().max().item()}

@@ -5,6 +5,7 @@ import torch
 from helpers import tiny_config
 
 from herd.model import build_model
+from herd.model.layers import document_causal
 
 pytestmark = pytest.mark.gpu
 
@@ -24,8 +25,8 @@ def _pair(dtype: torch.dtype):
 def test_flex_document_mask_equals_sdpa(dtype: torch.dtype, tol: float) -> None:
     flex, sdpa, tokens, doc_ids = _pair(dtype)
     assert flex.cfg.attn_impl == "auto"  # auto picks flex on CUDA
-    out_flex = flex(tokens, doc_ids=doc_ids)
-    out_sdpa = sdpa(tokens, doc_ids=doc_ids)
+    out_flex = flex(tokens, *document_causal(doc_ids, flex.cfg.attn_impl))
+    out_sdpa = sdpa(tokens, *document_causal(doc_ids, sdpa.cfg.attn_impl))
     # fp32: kernels differ only in summation order. bf16: 8 mantissa bits over logits of magnitude ~1-5.
     assert (out_flex.float() - out_sdpa.float()).abs().max().item() <= tol
     out_flex.float().square().mean().backward()

@@ -4,6 +4,7 @@ import torch
 from helpers import tiny_config
 
 from herd.model import build_model, generate
+from herd.model.layers import document_causal
 
 
 def test_packed_documents_equal_separate_runs() -> None:
@@ -13,7 +14,7 @@ def test_packed_documents_equal_separate_runs() -> None:
     packed = torch.cat([a, b], dim=1)
     doc_ids = torch.cat([torch.zeros(1, 37, dtype=torch.long), torch.ones(1, 59, dtype=torch.long)], dim=1)
     with torch.no_grad():
-        together = model(packed, doc_ids=doc_ids)
+        together = model(packed, *document_causal(doc_ids))
         alone_a, alone_b = model(a), model(b)
         unmasked = model(packed)
     assert (together[:, :37] - alone_a).abs().max() <= 1e-5
@@ -28,7 +29,7 @@ def test_document_mask_gradients_stay_inside_documents() -> None:
     doc_ids = torch.tensor([[0] * 20 + [1] * 20])
     emb = model.tok_embeddings(tokens).detach().requires_grad_(True)
     model.tok_embeddings.forward = lambda _t: emb  # differentiate w.r.t. the input embeddings
-    model(tokens, doc_ids=doc_ids)[0, 25].sum().backward()
+    model(tokens, *document_causal(doc_ids))[0, 25].sum().backward()
     assert emb.grad[0, :20].abs().max() == 0 and emb.grad[0, 20:26].abs().max() > 0
 
 

@@ -15,9 +15,9 @@ def test_unpadded_cache_paths_equal_full_forward() -> None:
     assert not cache.padded
     with torch.no_grad():
         full = model(tokens)
-        parts = [model(tokens[:, :12], cache=cache)]  # prefill from empty: SDPA is_causal
-        parts += [model(tokens[:, i : i + 1], cache=cache) for i in range(12, 16)]  # one token: no mask
-        parts.append(model(tokens[:, 16:], cache=cache))  # several tokens after the start: dense mask
+        parts = [model(tokens[:, :12], *cache.extend(12))]  # prefill from empty: SDPA is_causal
+        parts += [model(tokens[:, i : i + 1], *cache.extend(1)) for i in range(12, 16)]  # one token: no mask
+        parts.append(model(tokens[:, 16:], *cache.extend(4)))  # several tokens after the start: dense mask
     assert (torch.cat(parts, dim=1) - full).abs().max() <= 1e-5
 
 
@@ -28,6 +28,6 @@ def test_padded_cache_keeps_the_explicit_mask() -> None:
     cache = KVCache(model.cfg, batch=1, max_len=16, pad=torch.tensor([4]))
     assert cache.padded
     with torch.no_grad():
-        ours = torch.cat([model(padded[:, :10], cache=cache), model(padded[:, 10:], cache=cache)], dim=1)
+        ours = torch.cat([model(padded[:, :10], *cache.extend(10)), model(padded[:, 10:], *cache.extend(3))], dim=1)
         alone = model(tokens)
     assert (ours[:, 4:] - alone).abs().max() <= 1e-5

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from herd.model.layers import document_causal
 from herd.posttrain.data import DataError, read_dialogs, read_preferences
 from herd.posttrain.losses import sft_loss
 from herd.posttrain.sft import Example, SFTConfig, collate, encode_dialogs, make_batches, pack
@@ -94,7 +95,7 @@ def test_packed_examples_do_not_attend_to_each_other(chat, model):
     assert len(rows) < len(examples)  # something was actually packed
     packed = collate(rows)
     with torch.no_grad():
-        logits = model(packed.inputs, doc_ids=packed.doc_ids)
+        logits = model(packed.inputs, *document_causal(packed.doc_ids))
         for r, row in enumerate(rows):
             at = 0
             for ex in row:
