@@ -5,7 +5,7 @@ import torch
 
 from herd.data.loader import IGNORE_INDEX, Batch
 from herd.parallel.dims import ParallelConfig
-from herd.parallel.parallelize import Parallel
+from herd.parallel.parallelize import ParallelContext
 from herd.train.step import ScaledLoss, local_rows, micro_batches, summed_token_loss
 
 
@@ -33,7 +33,7 @@ def test_summed_token_loss_skips_ignored_labels() -> None:
 
 
 def test_one_process_takes_every_row_in_micro_batches() -> None:
-    par = Parallel(ParallelConfig(), "cpu")
+    par = ParallelContext(ParallelConfig(), "cpu")
     full = batch(6)
     assert torch.equal(local_rows(full, par).tokens, full.tokens)
     parts = micro_batches(full, 4)
