@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,7 +77,6 @@ class Paths:
 @dataclass
 class Recipe:
     cfg: RecipeConfig
-    judges: Callable[[str], Any] | None = None  # curation's LLM judge factory (the CLI passes herd's)
     walls: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -133,18 +131,17 @@ class Recipe:
 
     def stage_curate(self) -> Path:
         from herd.data.pipeline import run_curation
+        from herd.judge import curation_judge
 
         ccfg = self.curate_config()
-        judge = self.judges(ccfg.quality.judge) if self.judges and ccfg.quality.judge != "none" else None
-        run_curation(ccfg, judge)
+        run_curation(ccfg, curation_judge(ccfg.quality))
         return self.mix_dir()
 
     def mix_dir(self) -> Path:
         """The last curation stage's folder: kept/<bucket>/, anneal/, mix_weights.json."""
-        from herd.data.pipeline import stage_plan
+        from herd.data.pipeline import curated_folder
 
-        plan = stage_plan(self.curate_config())
-        return self.paths.curate / f"{len(plan):02d}_{plan[-1][0]}"
+        return curated_folder(self.curate_config())
 
     def tokenizer_file(self) -> str:
         t = self.cfg.tokenizer
@@ -359,7 +356,7 @@ def dry_run(cfg: RecipeConfig) -> str:
     return plan(pre, cfg.cluster, posttrain_rounds=rounds).table()
 
 
-def run_recipe(cfg: RecipeConfig, only: str | None = None, judges: Callable[[str], Any] | None = None) -> Path:
+def run_recipe(cfg: RecipeConfig, only: str | None = None) -> Path:
     """Run the recipe (or one stage of it); returns the report's index.html."""
-    Recipe(cfg, judges).run(only)
+    Recipe(cfg).run(only)
     return Path(cfg.run_dir) / "report" / "index.html"

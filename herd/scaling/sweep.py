@@ -85,7 +85,7 @@ def cut_windows(src: Path, out: Path, length: int) -> Path:
     is one window from a random file and every label keeps its full context. The manifest carries the
     tokenize stage's `tokenizer`, which herd.train copies into the exported models (the benchmark needs it)."""
     from herd.core.manifest import Manifest
-from herd.core.stage import run_fn
+    from herd.core.stage import run_fn
     from herd.data.shards import TokenShard, write_shard
 
     bins = sorted(src.glob("*/*/*.bin"))

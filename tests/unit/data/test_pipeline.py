@@ -119,11 +119,11 @@ import os, signal, sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from unit.data.test_pipeline import config
-import herd.data.pipeline as p
+import herd.data.stages as stages
 from herd.data.pipeline import run_curation
 
 marker = Path({marker!r})
-real_tail = p.stage_tail
+real_tail = stages.stage_tail
 
 def killing_tail(output, partition="${{language}}", check=True):
     def kill(data, rank=0, world_size=1):
@@ -134,7 +134,7 @@ def killing_tail(output, partition="${{language}}", check=True):
             yield doc
     return [kill, *real_tail(output, partition, check)]
 
-p.stage_tail = killing_tail
+stages.stage_tail = killing_tail
 run_curation(config(Path({raw!r}), Path({out!r})))
 """
 
