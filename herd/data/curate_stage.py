@@ -65,7 +65,14 @@ class CurationStage(Stage):
         """The stage with its config filled from `cfg`: each field of its config type is the section of that name."""
         settings = get_type_hints(cls)["config"]
         values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(settings) if f.name != "tasks"}
-        return cls(Path(source), Path(out_dir), Path(cfg.out), cfg.executor, settings(**values, tasks=cfg.executor.tasks), **extra)
+        return cls(
+            Path(source),
+            Path(out_dir),
+            Path(cfg.out),
+            cfg.executor,
+            settings(**values, tasks=cfg.executor.tasks),
+            **extra,
+        )
 
     @property
     def out(self) -> Path:

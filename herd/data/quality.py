@@ -6,8 +6,8 @@ Two classifiers, trained here on the stage's own input before a scoring pass:
    trains on text "Wikipedia would cite"; herd's bundled corpus has reference prose and docs instead).
    Score `scores.quality_fasttext` = P(reference).
 2. "LLM labels → cheap classifier": a judge (an LLM prompt; SmolLM2-135M-Instruct at toy scale, passed in
-   by the caller, see herd.judge) labels a deterministic sample for quality (0/1/2), code (0/1) and math/reasoning (0/1); a
-   softmax head on MiniLM sentence embeddings learns each label set and scores every document
+   by the caller, see herd.judge) labels a deterministic sample for quality (0/1/2), code (0/1) and
+   math/reasoning (0/1); a softmax head on MiniLM sentence embeddings learns each label set and scores every document
    (`scores.quality` in [0, 1], `scores.code`, `scores.math`). The paper serves DistilRoBERTa classifiers
    trained on Llama 2 labels the same way.
 
@@ -314,7 +314,9 @@ class Quality(CurationStage):
             heads = train_judged_heads(self.source, q, model_dir, self.judge)
             topics = topic_prototypes(model_dir)
         elif q.judge != "none":
-            raise ValueError("quality.judge needs quality.embedder = 'minilm' (the heads are trained on its embeddings)")
+            raise ValueError(
+                "quality.judge needs quality.embedder = 'minilm' (the heads are trained on its embeddings)"
+            )
         scorer = QualityScorer(*(str(p) if p else None for p in (ft_path, heads, topics)))
         steps: list[Any] = [self.reader(), Tally("in"), scorer]
         if q.min_quality > 0:

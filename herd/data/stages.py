@@ -114,7 +114,9 @@ class Minhash(CurationStage):
         sigs, buckets, remove = str(work / "sigs"), str(work / "buckets"), str(work / "remove")
         drop = DroppedWriter(output, "minhash", default_reason="minhash_duplicate")
         return [
-            Phase("signature", [self.reader(), MinhashDedupSignature(sigs, mc, language=MultilingualWordTokenizer())], t),
+            Phase(
+                "signature", [self.reader(), MinhashDedupSignature(sigs, mc, language=MultilingualWordTokenizer())], t
+            ),
             Phase("buckets", [MinhashDedupBuckets(sigs, buckets, config=mc)], d.num_buckets),
             Phase("cluster", [MinhashDedupCluster(buckets, remove, config=mc)], 1),
             Phase(

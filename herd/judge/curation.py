@@ -22,7 +22,9 @@ def curation_judge(quality: QualityConfig) -> LMJudge | None:
     return load_judge(quality.judge)
 
 
-def curate(cfg: CurateConfig, sources: str | Path | None = None, corpus: str | Path = "runs/corpus") -> list[tuple[str, Manifest]]:
+def curate(
+    cfg: CurateConfig, sources: str | Path | None = None, corpus: str | Path = "runs/corpus"
+) -> list[tuple[str, Manifest]]:
     """`herd curate`: the resolved config saved under `cfg.out`, then every stage with the configured judge.
 
     When `cfg.inputs` is the bundled `corpus` folder and it is not built yet, it is assembled first from

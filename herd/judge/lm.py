@@ -47,7 +47,11 @@ class LMJudge:
     ) -> None:
         self.model, self.chat, self.tok = model.eval(), chat, chat.tokenizer
         self.chars, self.rank_labels = chars, rank_labels
-        self.intent_max_new_tokens, self.max_intentions, self.batch_size = intent_max_new_tokens, max_intentions, batch_size
+        self.intent_max_new_tokens, self.max_intentions, self.batch_size = (
+            intent_max_new_tokens,
+            max_intentions,
+            batch_size,
+        )
 
     # ------------------------------------------------------------ documents (curation [P §3.1.1])
 
