@@ -18,7 +18,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def recipe_command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from herd.cli.curate import build_judges
     from herd.recipe.config import load_recipe
     from herd.recipe.run import dry_run, run_recipe
 
@@ -26,6 +25,6 @@ def recipe_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dry_run(cfg))  # a fixed-width table: plain print, not wrapped to the terminal
         return 0
-    index = run_recipe(cfg, args.stage, judges=build_judges)
+    index = run_recipe(cfg, args.stage)
     Console().print(f"report: {index}")
     return 0

@@ -18,8 +18,10 @@ Layout of the stage folder: `kept/<bucket>/<language>/*.jsonl.zst` (the mix), `a
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +30,14 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
-from herd.data.documents import SHARD_SUFFIX, iter_documents
+from herd.data.config import MixConfig
+from herd.data.curate_stage import CurationStage, StepConfig, stage_tail
+from herd.data.documents import SHARD_SUFFIX, iter_documents, open_text
 from herd.data.executor import Phase
 from herd.data.filters import HerdFilter
+from herd.data.outputs import DroppedWriter, KeptWriter, count_shards
 from herd.data.quality import stable_fraction
+from herd.data.readers import Tally
 
 ANNEAL_BUCKETS = ("code", "math_reasoning", "general")
 
@@ -56,7 +62,7 @@ def quality_of(meta: dict[str, Any]) -> float:
     return float(s.get("quality", s.get("quality_fasttext", 0.0)))
 
 
-def anneal_thresholds(folder: Path, cfg: Any) -> dict[str, float]:
+def anneal_thresholds(folder: Path, cfg: MixConfig) -> dict[str, float]:
     """Per bucket, the quality score at the top `anneal_fraction` (driver pre-pass over the input)."""
     scores: dict[str, list[float]] = defaultdict(list)
     for rec in iter_documents(folder):
@@ -101,14 +107,12 @@ class MixAssign(PipelineStep):
     type = "🏷 - TAGGER"
     name = "mix assign"
 
-    def __init__(self, cfg: Any, thresholds: dict[str, float], anneal_writer: DiskWriter | None):
+    def __init__(self, cfg: MixConfig, thresholds: dict[str, float], anneal_writer: DiskWriter | None):
         super().__init__()
         self.code_threshold, self.math_threshold = cfg.code_threshold, cfg.math_threshold
         self.thresholds, self.anneal_writer = thresholds, anneal_writer
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        import contextlib
-
         with self.anneal_writer if self.anneal_writer else contextlib.nullcontext() as writer:
             for doc in data:
                 b = mix_bucket(doc.metadata, self.code_threshold, self.math_threshold)
@@ -148,8 +152,6 @@ class MixWeightsWriter(PipelineStep):
         self.output, self.target = str(output), dict(target)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        from herd.data.outputs import count_shards
-
         parts = count_shards(self.output)["partitions"]
         anneal = Path(self.output) / "anneal"
         report = mix_weights(parts, self.target)
@@ -163,28 +165,32 @@ class MixWeightsWriter(PipelineStep):
 
 
 def _lines(path: Path) -> list[str]:
-    from herd.data.documents import open_text
-
     with open_text(path) as f:
         return [line for line in f if line.strip()]
 
 
-def mix_phases(cfg: Any, inputs: list[Path], output: Path, work: Path) -> list[Phase]:
-    from herd.data.outputs import DroppedWriter, KeptWriter
-    from herd.data.pipeline import stage_reader, stage_tail
-    from herd.data.readers import Tally
+@dataclass
+class MixSettings(StepConfig):
+    mix: MixConfig
 
-    m = cfg.mix
-    thresholds = anneal_thresholds(inputs[0], m) if m.anneal_fraction > 0 else {}
-    (work / "anneal_thresholds.json").parent.mkdir(parents=True, exist_ok=True)
-    (work / "anneal_thresholds.json").write_text(json.dumps(thresholds, indent=2) + "\n")
-    anneal = None
-    if thresholds:
-        anneal = KeptWriter(output, "${mix_bucket}", subdir="anneal")
-    steps: list[Any] = [stage_reader(cfg, inputs), Tally("in"), MixAssign(m, thresholds, anneal)]
-    if m.downsample:
-        steps.append(TopicDownsample(m.downsample, m.seed, DroppedWriter(output, "downsample")))
-    return [
-        Phase("mix", [*steps, *stage_tail(output, "${mix_bucket}/${language}")], cfg.executor.tasks),
-        Phase("weights", [MixWeightsWriter(output, m.target)], 1),
-    ]
+
+@dataclass
+class Mix(CurationStage):
+    """07: mix buckets and weights, topic down-sampling, the annealing subset (`anneal/`) [P §3.1.2, §3.1.3]."""
+
+    name = "mix"
+    config: MixSettings
+
+    def phases(self, output: Path, work: Path) -> list[Phase]:
+        m = self.config.mix
+        thresholds = anneal_thresholds(self.source, m) if m.anneal_fraction > 0 else {}
+        (work / "anneal_thresholds.json").parent.mkdir(parents=True, exist_ok=True)
+        (work / "anneal_thresholds.json").write_text(json.dumps(thresholds, indent=2) + "\n")
+        anneal = KeptWriter(output, "${mix_bucket}", subdir="anneal") if thresholds else None
+        steps: list[Any] = [self.reader(), Tally("in"), MixAssign(m, thresholds, anneal)]
+        if m.downsample:
+            steps.append(TopicDownsample(m.downsample, m.seed, DroppedWriter(output, "downsample")))
+        return [
+            Phase("mix", [*steps, *stage_tail(output, "${mix_bucket}/${language}")], self.config.tasks),
+            Phase("weights", [MixWeightsWriter(output, m.target)], 1),
+        ]

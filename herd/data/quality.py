@@ -5,9 +5,9 @@ Two classifiers, trained here on the stage's own input before a scoring pass:
 1. fastText, reference-quality vs web text: positives and negatives come from configured sources (the paper
    trains on text "Wikipedia would cite"; herd's bundled corpus has reference prose and docs instead).
    Score `scores.quality_fasttext` = P(reference).
-2. "LLM labels → cheap classifier": a judge (an LLM prompt; SmolLM2-135M-Instruct at toy scale, built by
-   the CLI) labels a deterministic sample for quality (0/1/2), code (0/1) and math/reasoning (0/1); a
-   softmax head on MiniLM sentence embeddings learns each label set and scores every document
+2. "LLM labels → cheap classifier": a judge (an LLM prompt; SmolLM2-135M-Instruct at toy scale, passed in
+   by the caller, see herd.judge) labels a deterministic sample for quality (0/1/2), code (0/1) and
+   math/reasoning (0/1); a softmax head on MiniLM sentence embeddings learns each label set and scores every document
    (`scores.quality` in [0, 1], `scores.code`, `scores.math`). The paper serves DistilRoBERTa classifiers
    trained on Llama 2 labels the same way.
 
@@ -21,10 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from datatrove.data import Document, DocumentsPipeline
@@ -32,13 +33,16 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from herd.core.logging import get_logger
+from herd.data.config import QualityConfig
+from herd.data.curate_stage import CurationStage, StepConfig, stage_tail
 from herd.data.documents import iter_documents
 from herd.data.executor import Phase
 from herd.data.filters import HerdFilter
+from herd.data.outputs import DroppedWriter
+from herd.data.readers import Tally
 
 log = get_logger(__name__)
 
-Judge = Callable[[Sequence[str]], list[int]]  # texts -> labels for one prompt kind
 # Label scales: the paper uses 3 points for general quality and 2 for code [P §4.2.3]; math follows code.
 JUDGE_KINDS = {"quality": 3, "code": 2, "math": 2}
 TOPICS = {
@@ -54,13 +58,12 @@ TOPICS = {
 }
 EMBED_CHARS = 1000  # the first ~1000 characters: ~128 word pieces, MiniLM's cost grows with length
 
-_JUDGES: dict[str, Judge] = {}
 
+class DocumentJudge(Protocol):
+    """What the quality stage asks of an LLM judge (herd.judge.LMJudge is one): a label per text for one
+    kind of JUDGE_KINDS, in 0..n_labels-1, the maximum best."""
 
-def set_judge(judges: dict[str, Judge] | None) -> None:
-    """Install the judges (one per kind in JUDGE_KINDS) for the next quality stage; None clears them."""
-    _JUDGES.clear()
-    _JUDGES.update(judges or {})
+    def label(self, kind: str, texts: Sequence[str], n_labels: int) -> list[int]: ...
 
 
 def stable_fraction(key: str, seed: int = 0) -> float:
@@ -135,7 +138,7 @@ def _docs(folder: Path) -> Iterator[dict[str, Any]]:
     yield from iter_documents(folder)
 
 
-def train_fasttext(folder: Path, cfg: Any, model_dir: Path) -> Path:
+def train_fasttext(folder: Path, cfg: QualityConfig, model_dir: Path) -> Path:
     """Train the reference-vs-web fastText classifier; returns the model path."""
     import fasttext
 
@@ -175,13 +178,10 @@ def judge_sample(folder: Path, n: int, seed: int) -> list[dict[str, Any]]:
     return [r for _, _, r in scored[:n]]
 
 
-def train_judged_heads(folder: Path, cfg: Any, model_dir: Path) -> Path | None:
-    """LLM-judge labels on a sample → MiniLM softmax heads (quality, code, math). None without judges."""
-    if not _JUDGES:
+def train_judged_heads(folder: Path, cfg: QualityConfig, model_dir: Path, judge: DocumentJudge | None) -> Path | None:
+    """LLM-judge labels on a sample → MiniLM softmax heads (quality, code, math). None without a judge."""
+    if judge is None:
         return None
-    missing = [k for k in JUDGE_KINDS if k not in _JUDGES]
-    if missing:
-        raise ValueError(f"quality.judge: judges for {missing} are missing")
     model_dir.mkdir(parents=True, exist_ok=True)
     cache_path = model_dir / "judge_labels.json"
     sample = judge_sample(folder, cfg.judge_samples, cfg.seed)
@@ -189,7 +189,7 @@ def train_judged_heads(folder: Path, cfg: Any, model_dir: Path) -> Path | None:
     if cache_path.is_file():  # a resumed stage does not ask the judge again
         labels = json.loads(cache_path.read_text())
     else:
-        labels = {kind: [int(v) for v in _JUDGES[kind](texts)] for kind in JUDGE_KINDS}
+        labels = {kind: [int(v) for v in judge.label(kind, texts, k)] for kind, k in JUDGE_KINDS.items()}
         cache_path.write_text(json.dumps(labels) + "\n")
     x = embed(texts).astype(np.float64)
     heads: dict[str, np.ndarray] = {}
@@ -290,25 +290,37 @@ class MinQualityFilter(HerdFilter):
         return "low_quality" if q is not None and q < self.min_quality else None
 
 
-def quality_phases(cfg: Any, inputs: list[Path], output: Path, work: Path) -> list[Phase]:
-    """Train (driver), then one scoring phase. Models are written to `<stage>/models/`."""
-    from herd.data.outputs import DroppedWriter
-    from herd.data.pipeline import stage_reader, stage_tail
-    from herd.data.readers import Tally
+@dataclass
+class QualitySettings(StepConfig):
+    quality: QualityConfig
 
-    q = cfg.quality
-    model_dir = output / "models"
-    ft_path = train_fasttext(inputs[0], q, model_dir) if q.fasttext else None
-    heads = topics = None
-    if q.embedder == "minilm":
-        heads = train_judged_heads(inputs[0], q, model_dir)
-        topics = topic_prototypes(model_dir)
-    elif q.judge != "none":
-        raise ValueError("quality.judge needs quality.embedder = 'minilm' (the heads are trained on its embeddings)")
-    scorer = QualityScorer(*(str(p) if p else None for p in (ft_path, heads, topics)))
-    steps: list[Any] = [stage_reader(cfg, inputs), Tally("in"), scorer]
-    if q.min_quality > 0:
-        steps.append(MinQualityFilter(q.min_quality, DroppedWriter(output, "quality")))
-    # One worker: torch (MiniLM) is already running in this process, and forking a process whose OpenMP
-    # thread pool is live stalls the children; torch's own threads use the cores instead.
-    return [Phase("score", [*steps, *stage_tail(output)], cfg.executor.tasks, max_workers=1)]
+
+@dataclass
+class Quality(CurationStage):
+    """06: model-based scores as metadata [P §3.1.1]; models are trained (driver) into `<stage>/models/`."""
+
+    name = "quality"
+    config: QualitySettings
+    judge: DocumentJudge | None = None  # labels the sample for the MiniLM heads; not part of the key
+
+    def phases(self, output: Path, work: Path) -> list[Phase]:
+        q = self.config.quality
+        model_dir = output / "models"
+        ft_path = train_fasttext(self.source, q, model_dir) if q.fasttext else None
+        heads = topics = None
+        if q.embedder == "minilm":
+            if q.judge != "none" and self.judge is None:
+                log.warning("quality.judge = %r but no judge was passed: no quality, code or math heads", q.judge)
+            heads = train_judged_heads(self.source, q, model_dir, self.judge)
+            topics = topic_prototypes(model_dir)
+        elif q.judge != "none":
+            raise ValueError(
+                "quality.judge needs quality.embedder = 'minilm' (the heads are trained on its embeddings)"
+            )
+        scorer = QualityScorer(*(str(p) if p else None for p in (ft_path, heads, topics)))
+        steps: list[Any] = [self.reader(), Tally("in"), scorer]
+        if q.min_quality > 0:
+            steps.append(MinQualityFilter(q.min_quality, DroppedWriter(output, "quality")))
+        # One worker: torch (MiniLM) is already running in this process, and forking a process whose OpenMP
+        # thread pool is live stalls the children; torch's own threads use the cores instead.
+        return [Phase("score", [*steps, *stage_tail(output)], self.config.tasks, max_workers=1)]

@@ -39,6 +39,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from herd.core.logging import get_logger
+from herd.judge.dialog import render, turns
+from herd.judge.lm import LMJudge
+from herd.judge.lm import load_judge as judge_model
 
 # herd.data.quality (MiniLM, hashing) and herd.data.langid are imported where used: they import datatrove,
 # from the `curate` extra, which `herd posttrain` without pruning does not need.
@@ -122,28 +125,6 @@ class Judge(Protocol):
     def difficulty(self, rows: Sequence[Row]) -> list[int]: ...
 
     def intentions(self, rows: Sequence[Row]) -> list[list[str]]: ...
-
-
-# ---------------------------------------------------------------- dialog text
-
-
-def turns(row: Mapping[str, Any], role: str) -> list[str]:
-    return [m["content"] for m in row["messages"] if m["role"] == role]
-
-
-def render(row: Mapping[str, Any], max_chars: int = 0) -> str:
-    """'User: …\\nAssistant: …'; with `max_chars`, the last turns that fit (the reply being judged)."""
-    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in row["messages"]]
-    if not max_chars:
-        return "\n".join(lines)
-    out: list[str] = []
-    budget = max_chars
-    for line in reversed(lines):
-        if out and len(line) > budget:
-            break
-        out.insert(0, line[:budget])
-        budget -= len(out[0]) + 1
-    return "\n".join(out)
 
 
 # ---------------------------------------------------------------- 1. rules
@@ -274,19 +255,6 @@ def heuristic_intentions(row: Mapping[str, Any]) -> int:
     return n
 
 
-_LIST_MARK = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
-
-
-def parse_tags(text: str, limit: int = 10) -> list[str]:
-    """Distinct tags from a judge's list ('- tag' or '1. tag' lines); tags without a word are noise."""
-    tags: list[str] = []
-    for part in re.split(r"\n|\s(?=\d+[.)]\s)", text):
-        tag = _LIST_MARK.sub("", part).strip(" :;,.").lower()
-        if re.search(r"[a-z]{3}", tag) and tag not in tags:
-            tags.append(tag)
-    return tags[:limit]
-
-
 # ---------------------------------------------------------------- 5. semantic dedup
 
 
@@ -372,7 +340,7 @@ def prune(
 ) -> tuple[list[Row], list[Row], dict[str, Any]]:
     """Run cfg.steps over `dialogs`; returns (kept rows, dropped rows with `reason`/`step`, stats).
 
-    `rm` scores dialogs with the round's reward model; `judge` is an LLM judge (see LMJudge); `embedder`
+    `rm` scores dialogs with the round's reward model; `judge` is an LLM judge (herd.judge.LMJudge); `embedder`
     defaults to MiniLM (herd.data.quality.embed). Without rm and judge the quality step drops nothing."""
     check_config(cfg)
     if embedder is None:
@@ -521,7 +489,7 @@ def _result(pool: _Pool, stats: dict[str, Any]) -> tuple[list[Row], list[Row], d
     return kept, dropped, {**counts, "funnel": pool.funnel, **stats}
 
 
-# ---------------------------------------------------------------- reward model and LLM judge
+# ---------------------------------------------------------------- reward model and LLM judge (herd.judge)
 
 
 def rm_scorer(rm: Any, chat: Any, max_len: int) -> Scorer:
@@ -543,84 +511,14 @@ def rm_scorer(rm: Any, chat: Any, max_len: int) -> Scorer:
     return fn
 
 
-QUALITY_PROMPT = (
-    "Rate the assistant's last reply in the conversation below for accuracy, instruction following, and "
-    "tone and presentation. Answer 2 if it is accurate, does what the user asked and reads well; 1 if it "
-    "has minor problems; 0 if it is wrong, off-topic or badly written. Answer with one digit.\n\n{dialog}"
-)
-CODE_QUALITY_PROMPT = (
-    "Judge the assistant's code in the conversation below: does it avoid bugs and do what the user "
-    "intended? Answer 1 for yes or 0 for no. Answer with one digit.\n\n{dialog}"
-)
-DIFFICULTY_PROMPT = (
-    "How difficult is the user's request in the conversation below for an AI assistant? Answer 0 if it "
-    "is easy (a greeting or a simple fact), 1 if it is moderate, 2 if it is hard (it needs expert "
-    "knowledge or several steps of reasoning). Answer with one digit.\n\n{dialog}"
-)
-INTENT_PROMPT = "List the intentions in this request as short tags, one per line.\n\nRequest: {request}"
-# Two worked examples: a 135M judge follows a shown format far better than a described one.
-INTENT_SHOTS = [
-    ("Translate 'good morning' into French and explain when to use it.", "- translation\n- French\n- usage"),
-    ("Hi there!", "- greeting"),
-]
-
-
-class LMJudge:
-    """A chat model as judge: scores from the digit it rates most likely, tags from a short generation."""
-
-    def __init__(self, model: Any, chat: Any, cfg: PruneConfig, batch_size: int = 8) -> None:
-        self.model, self.chat, self.cfg, self.batch_size = model.eval(), chat, cfg, batch_size
-        self.tok = chat.tokenizer
-
-    def quality(self, rows: Sequence[Row], code: Sequence[bool]) -> list[int]:
-        labels = [0] * len(rows)
-        for is_code, template, n in ((False, QUALITY_PROMPT, 3), (True, CODE_QUALITY_PROMPT, 2)):
-            idx = [i for i, c in enumerate(code) if bool(c) == is_code]
-            for i, label in zip(idx, self._scale([rows[i] for i in idx], template, n)):
-                labels[i] = label
-        return labels
-
-    def difficulty(self, rows: Sequence[Row]) -> list[int]:
-        return self._scale(rows, DIFFICULTY_PROMPT, 3)
-
-    def intentions(self, rows: Sequence[Row]) -> list[list[str]]:
-        from herd.model import generate
-
-        prefix = self.tok.encode("- ")  # start the list: the judge continues it
-        out: list[list[str]] = []
-        for i in range(0, len(rows), self.batch_size):
-            prompts = [self._intent_prompt(r) + prefix for r in rows[i : i + self.batch_size]]
-            gen = generate(self.model, prompts, self.cfg.intent_max_new_tokens, stop_ids=sorted(self.tok.stop_ids))
-            out += [parse_tags("- " + self.tok.decode(g), self.cfg.max_intentions) for g in gen]
-        return out
-
-    def _intent_prompt(self, row: Row) -> list[int]:
-        msgs = []
-        for request, tags in INTENT_SHOTS:
-            msgs += [{"role": "user", "content": INTENT_PROMPT.format(request=request)}]
-            msgs += [{"role": "assistant", "content": tags}]
-        request = "\n".join(turns(row, "user"))[: self.cfg.judge_chars]
-        return self.chat.encode_prompt([*msgs, {"role": "user", "content": INTENT_PROMPT.format(request=request)}])
-
-    def _scale(self, rows: Sequence[Row], template: str, n: int) -> list[int]:
-        """Labels 0..n-1: by rank of the expected digit (judge_rank_labels) or the most likely digit."""
-        if not rows:
-            return []
-        from herd.model.judge import digit_probs, rank_bins
-
-        prompts = [template.format(dialog=render(r, self.cfg.judge_chars)) for r in rows]
-        probs = np.asarray([digit_probs(self.model, self.chat, p, n) for p in prompts])
-        if self.cfg.judge_rank_labels:
-            return rank_bins((probs @ np.arange(n)).tolist(), n)
-        return probs.argmax(1).tolist()
-
-
 def load_judge(cfg: PruneConfig) -> LMJudge | None:
-    """The judge named by cfg.judge (model and its own tokenizer and chat format); None when off."""
+    """The judge named by cfg.judge (herd.judge: model and its own tokenizer and chat format); None when off."""
     if not cfg.judge:
         return None
-    from herd.model import load_model
-    from herd.tokenizer import load_tokenizer
-    from herd.tokenizer.chat import load_chat_format
-
-    return LMJudge(load_model(cfg.judge), load_chat_format(load_tokenizer(cfg.judge)), cfg)
+    return judge_model(
+        cfg.judge,
+        chars=cfg.judge_chars,
+        rank_labels=cfg.judge_rank_labels,
+        intent_max_new_tokens=cfg.intent_max_new_tokens,
+        max_intentions=cfg.max_intentions,
+    )

@@ -29,12 +29,12 @@ from herd.core.config import (
     parse_override,
     read_toml,
 )
-from herd.data.pipeline import CurateConfig, stage_plan
+from herd.data.pipeline import CurateConfig, curated_folder
 from herd.data.tokenize import TokenizeConfig
 from herd.eval.config import EvalConfig
 from herd.posttrain.rounds import PosttrainConfig
 from herd.recipe.plan import ClusterSection
-from herd.tokenizer.train import TokenizerTrainConfig
+from herd.data.tokenizer_stage import TokenizerTrainConfig
 from herd.train.config import PretrainConfig
 
 # Stages in order; `herd recipe CONFIG --stage NAME` runs one.
@@ -56,7 +56,7 @@ WIRED: dict[str, tuple[str, ...]] = {
     "curate": ("inputs", "out"),
     "tokenizer": ("inputs", "out"),
     "tokenize": ("tokenizer", "sources", "out"),
-    "pretrain": ("run_dir", "seed", "data.shards"),
+    "pretrain": ("run_dir", "seed", "data.shards", "data.tokenizer"),
     "posttrain": ("out", "seed", "base.model", "base.tokenizer", "bundle.out"),
     "eval": ("out", "model.path", "model.tokenizer", "contamination.shards", "contamination.tokenizer"),
 }
@@ -171,6 +171,7 @@ def wire(cfg: RecipeConfig) -> None:
     cfg.tokenize.tokenizer, cfg.tokenize.out = tokenizer, str(root / "tokens")
     pre = cfg.pretrain
     pre.run_dir, pre.seed, pre.data.shards = str(root / "pretrain"), cfg.seed, str(root / "tokens")
+    pre.data.tokenizer = tokenizer
     post = cfg.posttrain
     post.out, post.seed, post.bundle.out = str(root / "posttrain"), cfg.seed, str(root / "posttrain-data")
     post.base.model, post.base.tokenizer = str(root / "pretrain" / "base"), tokenizer
@@ -181,5 +182,4 @@ def wire(cfg: RecipeConfig) -> None:
 
 def mix_dir(cfg: RecipeConfig) -> Path:
     """The last curation step's folder: kept/<bucket>/, anneal/, mix_weights.json."""
-    plan = stage_plan(cfg.curate)
-    return Path(cfg.curate.out) / f"{len(plan):02d}_{plan[-1][0]}"
+    return curated_folder(cfg.curate)

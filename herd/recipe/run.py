@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,7 +32,6 @@ log = get_logger(__name__)
 @dataclass
 class Recipe:
     cfg: RecipeConfig
-    judges: Callable[[str], Any] | None = None  # curation's LLM judge factory
     walls: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,18 +66,17 @@ class Recipe:
 
     def stage_curate(self) -> None:
         from herd.data.pipeline import run_curation
+        from herd.judge import curation_judge
 
-        ccfg = self.cfg.curate
-        judge = self.judges(ccfg.quality.judge) if self.judges and ccfg.quality.judge != "none" else None
-        run_curation(ccfg, judge)
+        run_curation(self.cfg.curate, curation_judge(self.cfg.curate.quality))
 
     def stage_tokenizer(self) -> None:
-        from herd.tokenizer.train import train_stage
+        from herd.data.tokenizer_stage import TokenizerStage
 
         if self.cfg.meta_tokenizer:
             log.info("tokenizer: Meta's Llama 3 tokenizer (no training)")
             return
-        train_stage(self.cfg.tokenizer)
+        run_stage(TokenizerStage(self.cfg.tokenizer))
 
     def tokenize_config(self):
         """One source per curated bucket with documents, plus the annealing subset as "anneal"."""
@@ -91,9 +89,9 @@ class Recipe:
         return tcfg
 
     def stage_tokenize(self) -> None:
-        from herd.data.tokenize import tokenize
+        from herd.data.tokenize import TokenizeStage
 
-        tokenize(self.tokenize_config())
+        run_stage(TokenizeStage(self.tokenize_config()))
 
     def pretrain_config(self):
         """The embedded pretraining config with curation's data-mix weights [P §3.1.2] filled in."""
@@ -253,7 +251,7 @@ def dry_run(cfg: RecipeConfig) -> str:
     return plan(pre, cfg.cluster, posttrain_rounds=cfg.posttrain.rounds).table()
 
 
-def run_recipe(cfg: RecipeConfig, only: str | None = None, judges: Callable[[str], Any] | None = None) -> Path:
+def run_recipe(cfg: RecipeConfig, only: str | None = None) -> Path:
     """Run the recipe (or one stage of it); returns the report's index.html."""
-    Recipe(cfg, judges).run(only)
+    Recipe(cfg).run(only)
     return Path(cfg.run_dir) / "report" / "index.html"

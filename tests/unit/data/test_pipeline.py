@@ -119,11 +119,11 @@ import os, signal, sys
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from unit.data.test_pipeline import config
-import herd.data.pipeline as p
+import herd.data.stages as stages
 from herd.data.pipeline import run_curation
 
 marker = Path({marker!r})
-real_tail = p.stage_tail
+real_tail = stages.stage_tail
 
 def killing_tail(output, partition="${{language}}", check=True):
     def kill(data, rank=0, world_size=1):
@@ -134,7 +134,7 @@ def killing_tail(output, partition="${{language}}", check=True):
             yield doc
     return [kill, *real_tail(output, partition, check)]
 
-p.stage_tail = killing_tail
+stages.stage_tail = killing_tail
 run_curation(config(Path({raw!r}), Path({out!r})))
 """
 
@@ -176,3 +176,31 @@ def test_kill_mid_stage_then_rerun_gives_identical_output(tmp_path: Path) -> Non
         assert _files(out / stage) == _files(ref / stage), stage
     funnel = json.loads((out / "03_minhash" / "MANIFEST.json").read_text())["counts"]
     assert funnel["dropped"] == {"minhash_duplicate": 2}
+
+
+def test_each_stage_config_holds_the_sections_it_reads(tmp_path: Path) -> None:
+    from herd.core.config import config_hash, to_dict
+    from herd.data.pipeline import curated_folder, curation_stages
+
+    def configs(**extra: object) -> dict[str, dict]:
+        cfg = config(tmp_path, tmp_path / "out", quality={"enabled": True}, mix={"enabled": True}, **extra)
+        return {s.name: to_dict(s.config) for s in curation_stages(cfg)}
+
+    base = configs()
+    assert {name: sorted(c) for name, c in base.items()} == {
+        "extract": ["extract", "read", "tasks"],
+        "url_dedup": ["read", "tasks"],
+        "minhash": ["dedup", "read", "tasks"],
+        "line_dedup": ["dedup", "read", "tasks"],
+        "heuristics": ["heuristics", "read", "tasks"],
+        "quality": ["quality", "read", "tasks"],
+        "mix": ["mix", "read", "tasks"],
+    }
+    # A field of one section changes the config (so the key) of the stages that read it, and no other.
+    changed = configs(heuristics={"kl": False, "max_kl": 5.0})
+    assert [n for n in base if config_hash(base[n]) != config_hash(changed[n])] == ["heuristics"]
+    changed = configs(executor={"tasks": 3, "workers": 1})
+    assert all(config_hash(base[n]) != config_hash(changed[n]) for n in base)  # the task split shapes every output
+    changed = configs(executor={"tasks": 2, "workers": 2})
+    assert all(config_hash(base[n]) == config_hash(changed[n]) for n in base)  # workers do not
+    assert curated_folder(config(tmp_path, tmp_path / "out")) == tmp_path / "out" / "05_heuristics"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from herd.core.config import ConfigError, load_config
+from herd.judge.dialog import parse_tags
 from herd.posttrain.data_quality import (
     PruneConfig,
     heuristic_intentions,
     load_judge,
-    parse_tags,
     percentile_ranks,
     prune,
     rebalance_apologies,

@@ -1,18 +1,19 @@
-"""A chat model as a one-digit judge: curation's model-based quality classifiers [P §3.1.1] and
-post-training's quality and difficulty scores [P §4.2.3] both ask a question and read the probability
-the model gives each answer digit.
+"""Digit-probability scoring: curation's model-based quality classifiers [P §3.1.1] and post-training's
+quality and difficulty scores [P §4.2.3] both ask a chat model a question and read the probability it
+gives each answer digit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
+from herd.tokenizer.chat import ChatFormatLike
+
 
 @torch.no_grad()
-def digit_probs(model: torch.nn.Module, chat: Any, prompt: str, n: int) -> list[float]:
+def digit_probs(model: torch.nn.Module, chat: ChatFormatLike, prompt: str, n: int) -> list[float]:
     """P(next token = '0' … str(n-1)) after `prompt` as a user turn, renormalized over the n digits."""
     tok = chat.tokenizer
     digits = [tok.encode(str(i))[-1] for i in range(n)]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from herd.model.judge import digit_probs, expected_digit, rank_bins
+from herd.judge.scoring import digit_probs, expected_digit, rank_bins
 
 
 def test_rank_bins_are_equal_sized_by_expected_score() -> None:
