@@ -157,11 +157,20 @@ def _wait_for_slurm(ex: Any, phase: Phase, poll_s: float) -> None:
 
 
 def _slurm_queued(job_id: Any) -> bool:
-    """Whether `squeue` still lists the job (pending, running or requeued); a finished job id is an error there."""
+    """Whether `squeue` still lists the job (pending, running or requeued).
+
+    A finished job is listed empty or, once purged, an "Invalid job id"; any other squeue error (a busy
+    controller) counts as still queued, so a slow slurmctld never fails a running phase.
+    """
     import subprocess
 
     out = subprocess.run(["squeue", "--noheader", "--jobs", str(job_id)], capture_output=True, text=True)
-    return out.returncode == 0 and bool(out.stdout.strip())
+    if out.returncode == 0:
+        return bool(out.stdout.strip())
+    if "invalid job id" in out.stderr.lower():
+        return False
+    log.warning("squeue --jobs %s failed (%s); still waiting", job_id, out.stderr.strip())
+    return True
 
 
 def _check_complete(ex: Any, phase: Phase) -> None:

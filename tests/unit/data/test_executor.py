@@ -22,7 +22,7 @@ if importlib.util.find_spec("datatrove") is None or importlib.util.find_spec("ft
 from unit.data.corpus_fixture import build
 
 from herd.core.config import from_dict
-from herd.data.executor import ExecutorConfig, Phase, build_executor, run_phase
+from herd.data.executor import ExecutorConfig, Phase, _slurm_queued, build_executor, run_phase
 from herd.data.pipeline import CurateConfig, run_curation
 
 FAKE_SLURM = r"""
@@ -39,6 +39,12 @@ if tool == "scontrol":  # scontrol show hostnames LIST
     print("localhost")
     sys.exit(0)
 if tool == "squeue":  # every job has left the queue: sbatch below runs them to the end before returning
+    mode = os.environ.get("FAKE_SQUEUE", "gone")
+    if mode == "queued":
+        print("1000_[0-1] cpu herd-extract user PD 0:00 1 (Priority)")
+    elif mode != "gone":
+        print(f"slurm_load_jobs error: {mode}", file=sys.stderr)
+        sys.exit(1)
     sys.exit(0)
 # sbatch [--export=...] [--dependency=...] script
 script = Path(args[-1]).read_text()
@@ -100,6 +106,17 @@ def test_failed_slurm_task_raises_instead_of_waiting_forever(tmp_path: Path, slu
     assert "source /opt/herd/.venv/bin/activate" in script
     assert f"srun  -l -n 1 launch_pickled_pipeline {tmp_path / 'logs' / 'executor.pik'}" in script
     assert "merge_stats" in merge["script"] and "--dependency=afterok:1000" in merge["script"]
+
+
+@pytest.mark.parametrize(
+    ("squeue", "queued"),
+    [("queued", True), ("gone", False), ("Invalid job id specified", False), ("Socket timed out", True)],
+)
+def test_slurm_job_counts_as_queued_unless_squeue_says_gone(
+    slurm: Path, monkeypatch: pytest.MonkeyPatch, squeue: str, queued: bool
+) -> None:
+    monkeypatch.setenv("FAKE_SQUEUE", squeue)  # a controller that does not answer is not a failed job
+    assert _slurm_queued(1000) is queued
 
 
 def test_curation_on_slurm_matches_local(tmp_path: Path, slurm: Path, monkeypatch: pytest.MonkeyPatch) -> None:
