@@ -20,7 +20,7 @@ log = get_logger(__name__)
 
 @dataclass
 class ExecutorConfig:
-    """Where phases run. `tasks` splits the input files; `workers` run at once (local)."""
+    """Where phases run. `tasks` splits the input files; `workers` run at once (local and Ray)."""
 
     kind: Literal["local", "slurm", "ray"] = "local"
     tasks: int = 2
@@ -54,60 +54,32 @@ class Phase:
 
 
 def run_phase(phase: Phase, logging_dir: Path, cfg: ExecutorConfig) -> None:
-    """Run `phase` to completion; tasks completed by an earlier (killed) run are skipped."""
-    workers = max(1, min(cfg.workers, phase.tasks, phase.max_workers or cfg.workers))
+    """Run `phase` to completion; tasks completed by an earlier (killed) run are skipped.
+
+    Raises when a task did not complete: on Ray once every task has returned, on Slurm once the job array
+    has left the queue (a failed array task never writes its completion marker; waiting on would be forever).
+    """
     if cfg.quiet:
         quiet_datatrove()
+    ex = build_executor(phase, logging_dir, cfg)
+    ex.run()  # local and Ray return when every task has; Slurm returns once the job array is submitted
+    if cfg.kind == "slurm":
+        _wait_for_slurm(ex, phase, cfg.poll_s)
+    _check_complete(ex, phase)
+
+
+def build_executor(phase: Phase, logging_dir: Path, cfg: ExecutorConfig) -> Any:
+    """datatrove's executor for `phase`: LocalPipelineExecutor, SlurmPipelineExecutor or RayPipelineExecutor."""
     if cfg.kind == "local":
         from datatrove.executor import LocalPipelineExecutor
 
-        ex = LocalPipelineExecutor(
+        return LocalPipelineExecutor(
             phase.steps,
             tasks=phase.tasks,
-            workers=workers,
+            workers=max(1, min(cfg.workers, phase.tasks, phase.max_workers or cfg.workers)),
             logging_dir=str(logging_dir),
             start_method=cfg.start_method,
         )
-        ex.run()
-        _check_complete(ex, phase)
-        return
-    ex = _cluster_executor(phase, logging_dir, cfg)
-    ex.run()
-    while incomplete := ex.get_incomplete_ranks():
-        log.info("%s: %d/%d tasks still running", phase.name, len(incomplete), phase.tasks)
-        time.sleep(cfg.poll_s)
-
-
-def quiet_datatrove() -> None:
-    """datatrove logs every task at INFO on the console; keep its log files, show only warnings.
-
-    Its executor calls `add_task_logger` / `close_task_logger` around each task: wrap them so the console
-    handler they install is at ERROR level (what datatrove itself uses for non-zero local ranks) and the
-    default handler it restores afterwards is at WARNING. Forked workers inherit the wrapping.
-    """
-    import sys
-
-    import datatrove.executor.base as base
-    from datatrove.utils import logging as dt_logging
-    from loguru import logger
-
-    def console_warnings() -> None:
-        logger.remove()
-        logger.add(sys.stderr, level="WARNING", filter=lambda r: "document without text" not in r["message"])
-
-    def add_task_logger(logging_dir: Any, rank: int, local_rank: int = 0, node_rank: int = -1) -> Any:
-        return dt_logging.add_task_logger(logging_dir, rank, local_rank=1, node_rank=node_rank)
-
-    def close_task_logger(logfile: Any) -> None:
-        logger.complete()
-        console_warnings()
-        logfile.close()
-
-    base.add_task_logger, base.close_task_logger = add_task_logger, close_task_logger
-    console_warnings()
-
-
-def _cluster_executor(phase: Phase, logging_dir: Path, cfg: ExecutorConfig) -> Any:
     if cfg.kind == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
@@ -125,6 +97,9 @@ def _cluster_executor(phase: Phase, logging_dir: Path, cfg: ExecutorConfig) -> A
         )
     from datatrove.executor import RayPipelineExecutor
 
+    # Ray joins the cluster `ray.init()` finds (RAY_ADDRESS, a `ray start` on this node) or starts a local one;
+    # each task is one Ray actor holding `cpus_per_task` CPUs. The single-process limit `max_workers` is a
+    # fork-safety rule of the local executor (see quality.py): Ray tasks are processes of their own.
     return RayPipelineExecutor(
         phase.steps,
         tasks=phase.tasks,
@@ -133,6 +108,69 @@ def _cluster_executor(phase: Phase, logging_dir: Path, cfg: ExecutorConfig) -> A
         mem_per_cpu_gb=cfg.mem_per_cpu_gb,
         logging_dir=str(logging_dir),
     )
+
+
+# Warnings datatrove repeats for every document or phase: an empty document, and the Ray executor's note
+# that a POSIX path "points to a local filesystem" (it cannot tell NFS or Lustre from a local disk).
+NOISE = ("document without text", "Logging directory points to a local filesystem")
+
+
+def quiet_datatrove() -> None:
+    """datatrove logs every task at INFO on the console; keep its log files, show only warnings.
+
+    Its executor calls `add_task_logger` / `close_task_logger` around each task: wrap them so the console
+    handler they install is at ERROR level (what datatrove itself uses for non-zero local ranks) and the
+    default handler it restores afterwards is at WARNING. Forked workers inherit the wrapping.
+    """
+    import sys
+
+    import datatrove.executor.base as base
+    from datatrove.utils import logging as dt_logging
+    from loguru import logger
+
+    def console_warnings() -> None:
+        logger.remove()
+        logger.add(sys.stderr, level="WARNING", filter=lambda r: not any(n in r["message"] for n in NOISE))
+
+    def add_task_logger(logging_dir: Any, rank: int, local_rank: int = 0, node_rank: int = -1) -> Any:
+        return dt_logging.add_task_logger(logging_dir, rank, local_rank=1, node_rank=node_rank)
+
+    def close_task_logger(logfile: Any) -> None:
+        logger.complete()
+        console_warnings()
+        logfile.close()
+
+    base.add_task_logger, base.close_task_logger = add_task_logger, close_task_logger
+    console_warnings()
+
+
+def _wait_for_slurm(ex: Any, phase: Phase, poll_s: float) -> None:
+    """Poll the completion markers while the job array is queued or running (datatrove requeues preempted tasks)."""
+    while incomplete := ex.get_incomplete_ranks():
+        if not _slurm_queued(ex.job_id):
+            # Gone from the queue: what is still incomplete failed (`_check_complete` names it). One more
+            # poll first, as markers written just before the job ended may reach this node's view late.
+            time.sleep(poll_s)
+            return
+        log.info("%s: %d/%d tasks still running (Slurm job %s)", phase.name, len(incomplete), phase.tasks, ex.job_id)
+        time.sleep(poll_s)
+
+
+def _slurm_queued(job_id: Any) -> bool:
+    """Whether `squeue` still lists the job (pending, running or requeued).
+
+    A finished job is listed empty or, once purged, an "Invalid job id"; any other squeue error (a busy
+    controller) counts as still queued, so a slow slurmctld never fails a running phase.
+    """
+    import subprocess
+
+    out = subprocess.run(["squeue", "--noheader", "--jobs", str(job_id)], capture_output=True, text=True)
+    if out.returncode == 0:
+        return bool(out.stdout.strip())
+    if "invalid job id" in out.stderr.lower():
+        return False
+    log.warning("squeue --jobs %s failed (%s); still waiting", job_id, out.stderr.strip())
+    return True
 
 
 def _check_complete(ex: Any, phase: Phase) -> None:
