@@ -72,7 +72,11 @@ def run_herd(corpus: Path, out: Path) -> dict[str, Any]:
 
     cfg = from_dict(
         CurateConfig,
-        {"inputs": [str(corpus)], "out": str(out), "executor": {"tasks": TASKS, "workers": TASKS, "start_method": "fork"}},
+        {
+            "inputs": [str(corpus)],
+            "out": str(out),
+            "executor": {"tasks": TASKS, "workers": TASKS, "start_method": "fork"},
+        },
     )
 
     def extract_phases(cfg: CurateConfig, inputs: list[Path], output: Path, work: Path) -> list[Phase]:
@@ -147,29 +151,17 @@ def run_datatrove(corpus: Path, out: Path) -> dict[str, Any]:
 
     quiet_datatrove()
     mc = MinhashConfig()  # herd's defaults are the same: 5-grams, 14 buckets × 8 hashes
+    tok = MultilingualWordTokenizer()
+    filtered, sigs, buckets, remove = (str(out / d) for d in ("filtered", "sigs", "buckets", "remove"))
     readable = LambdaFilter(lambda doc: READ_ERROR not in doc.metadata and bool(doc.text.strip()))
+    first = [HerdReader(str(corpus)), readable, trafilatura_on_html(), *quality_filters(), JsonlWriter(filtered)]
     phases = [
-        (
-            [
-                HerdReader(str(corpus)),
-                readable,
-                trafilatura_on_html(),
-                *quality_filters(),
-                JsonlWriter(str(out / "filtered")),
-            ],
-            TASKS,
-        ),
-        (
-            [JsonlReader(str(out / "filtered")), MinhashDedupSignature(str(out / "sigs"), mc, language=MultilingualWordTokenizer())],
-            TASKS,
-        ),
-        ([MinhashDedupBuckets(str(out / "sigs"), str(out / "buckets"), config=mc)], mc.num_buckets),
-        ([MinhashDedupCluster(str(out / "buckets"), str(out / "remove"), config=mc)], 1),
-        (
-            [JsonlReader(str(out / "filtered")), MinhashDedupFilter(str(out / "remove")), JsonlWriter(str(out / "dedup"))],
-            TASKS,
-        ),
-    ]  # fmt: skip
+        (first, TASKS),
+        ([JsonlReader(filtered), MinhashDedupSignature(sigs, mc, language=tok)], TASKS),
+        ([MinhashDedupBuckets(sigs, buckets, config=mc)], mc.num_buckets),
+        ([MinhashDedupCluster(buckets, remove, config=mc)], 1),
+        ([JsonlReader(filtered), MinhashDedupFilter(remove), JsonlWriter(str(out / "dedup"))], TASKS),
+    ]
     start, cpu0 = time.perf_counter(), _cpu_s()
     for i, (steps, tasks) in enumerate(phases):
         LocalPipelineExecutor(

@@ -32,9 +32,21 @@ _WORDS = re.compile(r"\w+", re.UNICODE)
 GOPHER_DUP_NGRAM = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
 
 
+_last_words: tuple[str, list[str]] = ("", [])
+
+
 def words(text: str) -> list[str]:
-    """Lower-cased word tokens (CJK runs count as words; good enough for ratios)."""
-    return _WORDS.findall(text.lower())
+    """Lower-cased word tokens (CJK runs count as words; good enough for ratios).
+
+    The filters of one phase see the same document one after another: the last text's words are kept
+    (matched by identity, so a changed text is split afresh). Callers must not modify the list.
+    """
+    global _last_words
+    if text is _last_words[0]:
+        return _last_words[1]
+    out = _WORDS.findall(text.lower())
+    _last_words = (text, out)
+    return out
 
 
 class HerdFilter(BaseFilter):
@@ -220,8 +232,13 @@ def dirty_word_hits(text: str, tokens: list[str], bad: frozenset[str]) -> int:
     """Occurrences of listed words (token match) and phrases (substring match on the lower-cased text)."""
     single = sum(1 for t in tokens if t in bad)
     lowered = text.lower()
-    phrases = sum(lowered.count(p) for p in bad if " " in p)
-    return single + phrases
+    return single + sum(lowered.count(p) for p in _phrases(bad))
+
+
+@cache
+def _phrases(bad: frozenset[str]) -> tuple[str, ...]:
+    """The multi-word entries of a list (matched as substrings), found once per list, not per document."""
+    return tuple(p for p in bad if " " in p)
 
 
 class DirtyWordsFilter(HerdFilter):

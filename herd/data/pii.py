@@ -54,7 +54,8 @@ class PIIMasker(PipelineStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         for doc in data:
-            doc.text, counts = mask_pii(doc.text)
+            with self.track_time():
+                doc.text, counts = mask_pii(doc.text)
             for kind, n in counts.items():
                 if n:
                     self.stat_update(f"pii_{kind}", value=n)
