@@ -96,6 +96,7 @@ def run_herd(corpus: Path, out: Path) -> dict[str, Any]:
     return {
         "docs_in": extract.counts["in"],
         "mb_in": extract.counts["in_bytes"] / 1e6,
+        "into_filters": _stat(out / "_logs" / "extract" / "0-extract", "total", "Gopher Repetition"),
         "after_filters": extract.counts["kept"],
         "kept": minhash.counts["kept"],
         "wall_s": wall,
@@ -122,7 +123,10 @@ def trafilatura_on_html(timeout: float = 1.0) -> Any:
                     with self.track_time():
                         try:
                             doc.text = sandbox.process_document(doc.text, self.extract)
-                        except Exception:  # datatrove skips a record on timeout, dead worker or error
+                        except TimeoutError:  # datatrove skips a page that takes longer than `timeout`
+                            self.stat_update("timeout")
+                            continue
+                        except Exception:  # ... and one whose worker died or raised
                             self.stat_update("clean_error")
                             continue
                     if doc.text:
@@ -169,11 +173,20 @@ def run_datatrove(corpus: Path, out: Path) -> dict[str, Any]:
         ).run()
     wall, cpu = time.perf_counter() - start, _cpu_s() - cpu0
     return {
+        "extraction_timeouts": _stat(out / "logs0", "timeout"),
+        "into_filters": _stat(out / "logs0", "total", "Gopher Repetition"),
         "after_filters": _jsonl_docs(out / "filtered"),
         "kept": _jsonl_docs(out / "dedup"),
         "wall_s": wall,
         "cpu_s": cpu,
     }
+
+
+def _stat(logging_dir: Path, label: str, step: str = "") -> int:
+    """One datatrove counter summed over the steps of a phase (those whose name contains `step`)."""
+    from herd.data.executor import step_stats
+
+    return int(sum(v.get(label, 0) for name, v in step_stats(logging_dir).items() if step in name))
 
 
 def _jsonl_docs(folder: Path) -> int:
@@ -273,6 +286,8 @@ def main() -> int:
     corpus = Path(args.corpus).resolve()
     if not corpus.is_dir():
         raise FileNotFoundError(f"--corpus: no such folder {corpus} (herd curate --build-corpus)")
+    if args.pages and not Path(args.sources).is_dir():
+        raise FileNotFoundError(f"--sources: no such folder {args.sources} (or --pages 0 to skip extraction scores)")
 
     tmp = Path(tempfile.mkdtemp(prefix="herd-bench-"))
     runs: list[dict[str, Any]] = []
@@ -310,6 +325,7 @@ def main() -> int:
         wall = statistics.median(walls)
         chains[chain] = {
             "docs_in": first["docs_in"],
+            "into_filters": runs[-1][chain]["into_filters"],
             "after_filters": runs[-1][chain]["after_filters"],
             "kept": runs[-1][chain]["kept"],
             "wall_s_median": round(wall, 2),
@@ -319,6 +335,7 @@ def main() -> int:
             "mb_per_s": round(first["mb_in"] / wall, 3),
         }
     chains["herd"]["stages_s"] = runs[-1]["herd"]["stages_s"]
+    chains["datatrove"]["extraction_timeouts"] = [r["datatrove"]["extraction_timeouts"] for r in runs]
     ratios = [r["ratio"] for r in runs]
     cpu_ratios = [r["ratio_cpu"] for r in runs]
     result = {
@@ -347,12 +364,15 @@ def main() -> int:
         },
         "herd_extra_steps_s": extras,
     }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")  # the timings are safe before scoring
     if args.pages:
         result["extraction"] = extraction_scores(Path(args.sources), args.pages)
 
     for chain, c in chains.items():
         print(
-            f"{chain:9s} docs in {c['docs_in']}, after filters {c['after_filters']}, kept {c['kept']}: "
+            f"{chain:9s} docs in {c['docs_in']}, into filters {c['into_filters']}, after filters "
+            f"{c['after_filters']}, kept {c['kept']}: "
             f"{c['docs_per_s']} docs/s, {c['mb_per_s']} MB/s (median {c['wall_s_median']} s of {c['wall_s']})"
         )
     rr = result["ratio_docs_per_s_herd_over_datatrove"]
@@ -367,7 +387,6 @@ def main() -> int:
             f"{r['pages_per_s']} pages/s"
         )
     print(f"{result['machine']}, {result['processor']}, Python {result['python']}, {result['versions']}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
