@@ -169,17 +169,62 @@ class MultilingualWordTokenizer(WordTokenizer):
 # ---------------------------------------------------------------- ccNet-style line de-duplication
 
 
+class _NonspacingMarks(dict):
+    """`str.translate` table deleting nonspacing marks (category Mn), filled per code point on first sight."""
+
+    def __missing__(self, cp: int) -> int | None:
+        self[cp] = out = None if unicodedata.category(chr(cp)) == "Mn" else cp
+        return out
+
+
+_MARKS = _NonspacingMarks()
+_DIGIT = re.compile(r"\d")
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def _ascii_table() -> bytes:
+    """ccNet's normalization of ASCII bytes in one `bytes.translate`: letters lower-cased, digits to 0,
+    newlines kept, everything else a space (the spaces then collapse with split/join)."""
+    out = []
+    for c in range(256):
+        if 65 <= c <= 90:
+            out.append(c + 32)
+        elif 48 <= c <= 57:
+            out.append(48)
+        elif 97 <= c <= 122 or c == 10:
+            out.append(c)
+        else:
+            out.append(32)
+    return bytes(out)
+
+
+_ASCII_NORM = _ascii_table()
+
+
+def _normalized(line: str) -> bytes:
+    """`normalize_line` as UTF-8 bytes (what `hash64` hashes): ASCII lines skip the Unicode work."""
+    if line.isascii():
+        return b" ".join(line.encode("ascii").translate(_ASCII_NORM).split())
+    line = unicodedata.normalize("NFD", line.strip().lower()).translate(_MARKS)
+    return _NON_WORD.sub(" ", _DIGIT.sub("0", line)).strip().encode("utf-8", "surrogatepass")
+
+
 def normalize_line(line: str) -> str:
     """ccNet's normalization: lower case, accents removed, digits to 0, punctuation and spacing dropped."""
-    line = unicodedata.normalize("NFD", line.strip().lower())
-    line = "".join(c for c in line if unicodedata.category(c) != "Mn")
-    line = re.sub(r"\d", "0", line)
-    return re.sub(r"[\W_]+", " ", line).strip()
+    return _normalized(line).decode("utf-8", "surrogatepass")
+
+
+def _hash_bytes(data: bytes) -> int:
+    return int.from_bytes(hashlib.sha1(data).digest()[:8], "little", signed=True)  # as `hash64`
 
 
 def line_hashes(text: str) -> list[int]:
     """Hash per line (0 for blank lines, which are never de-duplicated)."""
-    return [hash64(n) if (n := normalize_line(line)) else 0 for line in text.split("\n")]
+    if text.isascii():  # most documents: the whole text through one translate table, then per-line splits
+        rows: Any = (b" ".join(line.split()) for line in text.encode("ascii").translate(_ASCII_NORM).split(b"\n"))
+    else:
+        rows = (_normalized(line) for line in text.split("\n"))
+    return [_hash_bytes(r) if r else 0 for r in rows]
 
 
 def bucket_of(doc_id: str, language: str, n_docs: int, bucket_docs: int) -> str:

@@ -16,6 +16,7 @@ herd's extractor, in order:
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from datatrove.data import DocumentsPipeline
@@ -77,6 +78,9 @@ def extract_html(html: str | bytes) -> str:
         root = lxml.html.document_fromstring(html.encode("utf-8"), parser=_parser())
     except (lxml.etree.ParserError, ValueError) as e:
         raise ExtractionError(str(e)) from None
+    # lxml makes a Python proxy (through lxml.html's class lookup, in Python) each time an element is
+    # reached and frees it when unreferenced; holding them all lets the passes below reuse them.
+    elements = list(root.iter())
     _math_to_tex(root)
     _images_to_alt(root)
     _drop_boilerplate(root)
@@ -86,6 +90,7 @@ def extract_html(html: str | bytes) -> str:
         parts = _serialize(main)
     except RecursionError:
         raise ExtractionError("nesting too deep") from None
+    del elements
     return _to_text(parts)
 
 
@@ -146,15 +151,23 @@ def _is_boilerplate(el: Any) -> bool:
     tag = el.tag.lower() if isinstance(el.tag, str) else ""
     if tag in DROP_TAGS:
         return True
-    if (el.get("role") or "").lower() in BOILERPLATE_ROLES or el.get("hidden") is not None:
+    attrs = el.attrib
+    if not attrs:  # every test below reads an attribute: most elements have none
+        return False
+    if (attrs.get("role") or "").lower() in BOILERPLATE_ROLES or attrs.get("hidden") is not None:
         return True
-    if (el.get("aria-hidden") or "").lower() == "true":
+    if (attrs.get("aria-hidden") or "").lower() == "true":
         return True
-    if "display:none" in (el.get("style") or "").replace(" ", "").lower():
+    if "display:none" in (attrs.get("style") or "").replace(" ", "").lower():
         return True
     if tag in ("html", "body", "main", "article"):
         return False
-    names = f"{el.get('class') or ''} {el.get('id') or ''}"
+    return _boilerplate_names(f"{attrs.get('class') or ''} {attrs.get('id') or ''}")
+
+
+@lru_cache(maxsize=1 << 16)
+def _boilerplate_names(names: str) -> bool:
+    """Class and id names that say boilerplate; the same few names recur on every page of a site."""
     return bool(names.strip()) and bool(BOILERPLATE.search(names))
 
 
@@ -192,12 +205,21 @@ def _drop_link_dense(main: Any) -> None:
     for el in list(main.iter("ul", "ol", "div", "table", "p", "dl", "section", "span")):
         if el is main or el.getparent() is None:
             continue
-        text = _text_len(el)
+        raw = el.text_content()
+        if _surely_longer(raw, MIN_BLOCK_CHARS_KEEP):  # most blocks: no whitespace collapsing over all of it
+            continue
+        text = len(_WS.sub(" ", raw).strip())
         if text == 0 or text > MIN_BLOCK_CHARS_KEEP:
             continue
         linked = sum(len(_WS.sub(" ", a.text_content()).strip()) for a in el.iter("a"))
         if linked / text > MAX_LINK_DENSITY:
             _remove(el)
+
+
+def _surely_longer(raw: str, n: int) -> bool:
+    """Whether `raw` has more than `n` non-space characters in its first 4n: then its collapsed, stripped
+    text (which keeps every non-space character) is longer than `n`."""
+    return len("".join(raw[: 4 * n].split())) > n
 
 
 def _serialize(el: Any) -> list[str]:
@@ -236,7 +258,7 @@ def _to_text(parts: list[str]) -> str:
     current: list[str] = []
 
     def flush() -> None:
-        line = "".join(current)
+        line = _CONTROL.sub("", "".join(current)).replace("\n", " ")  # per character: as well on the whole line
         line = "\t".join(_WS.sub(" ", cell).strip() for cell in line.split("\t")).strip()
         if line:
             lines.append(strip_markdown(line))
@@ -251,7 +273,7 @@ def _to_text(parts: list[str]) -> str:
             if code.strip():
                 lines.append(code.rstrip())
         else:
-            current.append(_CONTROL.sub("", part).replace("\n", " "))
+            current.append(part)
     flush()
     return "\n".join(lines)
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -31,9 +32,21 @@ _WORDS = re.compile(r"\w+", re.UNICODE)
 GOPHER_DUP_NGRAM = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
 
 
+_last_words: tuple[str, list[str]] = ("", [])
+
+
 def words(text: str) -> list[str]:
-    """Lower-cased word tokens (CJK runs count as words; good enough for ratios)."""
-    return _WORDS.findall(text.lower())
+    """Lower-cased word tokens (CJK runs count as words; good enough for ratios).
+
+    The filters of one phase see the same document one after another: the last text's words are kept
+    (matched by identity, so a changed text is split afresh). Callers must not modify the list.
+    """
+    global _last_words
+    if text is _last_words[0]:
+        return _last_words[1]
+    out = _WORDS.findall(text.lower())
+    _last_words = (text, out)
+    return out
 
 
 class HerdFilter(BaseFilter):
@@ -141,30 +154,39 @@ def dup_ngram_coverage(tokens: list[str], n: int) -> float:
 
 
 def dup_ngram_coverages(tokens: list[str], ns: Iterable[int]) -> dict[int, float]:
-    """`dup_ngram_coverage` for several n at once, vectorized (n-grams hashed as polynomials of word ids)."""
-    ns = list(ns)
-    total = sum(len(t) for t in tokens)
+    """`dup_ngram_coverage` for several n at once, vectorized (n-grams hashed as polynomials of word ids).
+
+    An (n+1)-gram can only repeat where its n-gram occurs more than once, so each longer n sorts just
+    those positions instead of the whole document.
+    """
+    ns = sorted(ns)
+    n_words = len(tokens)
+    total = sum(map(len, tokens))
     if total == 0:
         return dict.fromkeys(ns, 0.0)
-    vocab: dict[str, int] = {}
-    ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in tokens), dtype=np.uint64, count=len(tokens))
-    lens = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
+    index = {t: i for i, t in enumerate(dict.fromkeys(tokens))}  # word ids in order of first appearance
+    ids = np.fromiter(map(index.__getitem__, tokens), dtype=np.uint64, count=n_words)
+    lens = np.fromiter(map(len, tokens), dtype=np.int64, count=n_words)
     out = {}
+    h, done = np.zeros(n_words, dtype=np.uint64), 0  # h[i]: hash of the `done` words from i
+    candidates = None
     for n in ns:
-        m = len(tokens) - n + 1
+        m = n_words - n + 1
         if m <= 1:
             out[n] = 0.0
             continue
-        h = np.zeros(m, dtype=np.uint64)
-        for k in range(n):  # uint64 arithmetic wraps around: a hash, collisions are negligible here
-            h = h * np.uint64(1_000_003) + ids[k : k + m]
-        _, first = np.unique(h, return_index=True)
-        repeat = np.ones(m, dtype=bool)
-        repeat[first] = False  # the first occurrence of an n-gram is not a duplicate
-        starts = np.nonzero(repeat)[0]
-        edges = np.zeros(len(tokens) + 1, dtype=np.int64)
-        np.add.at(edges, starts, 1)
-        np.add.at(edges, starts + n, -1)
+        for k in range(done, n):  # uint64 arithmetic wraps around: a hash, collisions are negligible here
+            h = h[: n_words - k] * np.uint64(1_000_003) + ids[k:]
+        done = n
+        pos = np.arange(m) if candidates is None else candidates[candidates < m]
+        order = pos[np.argsort(h[pos], kind="stable")]  # stable: an n-gram's first occurrence leads its run
+        sorted_h = h[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = sorted_h[1:] != sorted_h[:-1]
+        starts = order[~first]  # the first occurrence of an n-gram is not a duplicate
+        run = np.cumsum(first) - 1
+        candidates = np.sort(order[np.bincount(run)[run] > 1])
+        edges = np.bincount(starts, minlength=n_words + 1) - np.bincount(starts + n, minlength=n_words + 1)
         covered = np.cumsum(edges[:-1]) > 0
         out[n] = float(lens[covered].sum() / total)
     return out
@@ -210,8 +232,13 @@ def dirty_word_hits(text: str, tokens: list[str], bad: frozenset[str]) -> int:
     """Occurrences of listed words (token match) and phrases (substring match on the lower-cased text)."""
     single = sum(1 for t in tokens if t in bad)
     lowered = text.lower()
-    phrases = sum(lowered.count(p) for p in bad if " " in p)
-    return single + phrases
+    return single + sum(lowered.count(p) for p in _phrases(bad))
+
+
+@cache
+def _phrases(bad: frozenset[str]) -> tuple[str, ...]:
+    """The multi-word entries of a list (matched as substrings), found once per list, not per document."""
+    return tuple(p for p in bad if " " in p)
 
 
 class DirtyWordsFilter(HerdFilter):
@@ -251,8 +278,17 @@ def _tokenizer(name: str) -> Any:
     return load_tokenizer(name)
 
 
+def text_key(text: str) -> int:
+    """A document's text as a signed 64-bit key (first 8 bytes of sha1): token ids depend on nothing else."""
+    return int.from_bytes(hashlib.sha1(text.encode("utf-8", "surrogatepass")).digest()[:8], "little", signed=True)
+
+
 class TokenStats(PipelineStep):
-    """Pass 1 of the KL filter: token counts per language, one `.npz` per task in `stats_dir`."""
+    """Pass 1 of the KL filter: token counts per language, one `.npz` per task in `stats_dir`.
+
+    The token ids are kept too (`tokens-<rank>.npz`, keyed by `text_key`) so that pass 2 does not
+    tokenize every document a second time.
+    """
 
     type = "📊 - STATS"
     name = "token stats"
@@ -264,17 +300,27 @@ class TokenStats(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         tok = _tokenizer(self.tokenizer)
         counts: dict[str, np.ndarray] = {}
+        keys: list[int] = []
+        chunks: list[np.ndarray] = []
         for doc in data:
             lang = str(doc.metadata.get("language", "und"))
             ids = np.asarray(tok.encode(doc.text), dtype=np.int64)
             if lang not in counts:
                 counts[lang] = np.zeros(tok.vocab_size, dtype=np.int64)
-            np.add.at(counts[lang], ids, 1)
+            counts[lang] += np.bincount(ids, minlength=tok.vocab_size)
+            keys.append(text_key(doc.text))
+            chunks.append(ids.astype(np.int32))
             yield doc
-        Path(self.stats_dir).mkdir(parents=True, exist_ok=True)
-        tmp = Path(self.stats_dir) / f".{rank:05d}.npz"
+        folder = Path(self.stats_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        offsets = np.cumsum([0] + [c.size for c in chunks], dtype=np.int64)
+        ids_all = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
+        tokens = folder / f".tokens-{rank:05d}.npz"
+        np.savez(tokens, keys=np.array(keys, dtype=np.int64), offsets=offsets, ids=ids_all)
+        tokens.rename(folder / f"tokens-{rank:05d}.npz")  # before the stats file: stats present means done
+        tmp = folder / f".{rank:05d}.npz"
         np.savez(tmp, **counts)  # a killed task leaves no half-written stats file
-        tmp.rename(Path(self.stats_dir) / f"{rank:05d}.npz")
+        tmp.rename(folder / f"{rank:05d}.npz")
 
 
 def kl_divergence(ids: np.ndarray, log_q: np.ndarray) -> float:
@@ -307,6 +353,7 @@ class TokenKLFilter(HerdFilter):
         self.stats_dir, self.tokenizer = str(stats_dir), tokenizer
         self.max_kl, self.min_tokens, self.smoothing = max_kl, min_tokens, smoothing
         self._log_q: dict[str, np.ndarray] | None = None
+        self._ids_of: dict[int, np.ndarray] = {}
 
     def _load(self) -> dict[str, np.ndarray]:
         totals: dict[str, np.ndarray] = {}
@@ -320,10 +367,27 @@ class TokenKLFilter(HerdFilter):
         # Additive smoothing: a token never seen in the corpus is rare, not impossible.
         return {lang: np.log((c + self.smoothing) / (c.sum() + self.smoothing * c.size)) for lang, c in totals.items()}
 
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        self._ids_of = self._load_tokens(rank)
+        yield from super().run(data, rank, world_size)
+
+    def _load_tokens(self, rank: int) -> dict[int, np.ndarray]:
+        """Token ids pass 1 kept for this task's documents, by `text_key` (empty if it kept none)."""
+        path = Path(self.stats_dir) / f"tokens-{rank:05d}.npz"
+        if not path.is_file():
+            return {}
+        with np.load(path) as z:
+            keys, offsets, ids = z["keys"].tolist(), z["offsets"], z["ids"]
+        return {k: ids[offsets[i] : offsets[i + 1]] for i, k in enumerate(keys)}
+
     def reject(self, doc: Document) -> str | None:
         if self._log_q is None:
             self._log_q = self._load()
-        ids = np.asarray(_tokenizer(self.tokenizer).encode(doc.text), dtype=np.int64)
+        cached = self._ids_of.get(text_key(doc.text))
+        if cached is not None:
+            ids = cached.astype(np.int64)
+        else:  # a document pass 1 did not see: tokenize it here
+            ids = np.asarray(_tokenizer(self.tokenizer).encode(doc.text), dtype=np.int64)
         doc.metadata["token_count"] = int(ids.size)
         log_q = self._log_q.get(str(doc.metadata.get("language", "und")))
         if log_q is None or ids.size < self.min_tokens:

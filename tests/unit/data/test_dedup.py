@@ -42,3 +42,38 @@ def test_multilingual_tokenizer() -> None:
     tok = MultilingualWordTokenizer()
     assert tok.word_tokenize("Hello, world 42") == ["Hello", "world", "42"]
     assert tok.word_tokenize("中文字") == ["中", "文", "字"]
+
+
+def _ccnet_reference(line: str) -> str:
+    """ccNet's normalization character by character (the definition the fast paths must equal)."""
+    import re
+    import unicodedata
+
+    line = unicodedata.normalize("NFD", line.strip().lower())
+    line = "".join(c for c in line if unicodedata.category(c) != "Mn")
+    return re.sub(r"[\W_]+", " ", re.sub(r"\d", "0", line)).strip()
+
+
+LINES = [
+    "  Hello_World, 123 -- ok\t\x0b\x1c ",
+    "Café crème brûlée ١٢٣ ५६",
+    "ﬁ ligature ½ Ⅻ ΑΣ",
+    "\u0301x straße İstanbul",
+    "a\ud800b",
+    "",
+    "   ",
+    "日本語のテキスト 2024年",
+]
+
+
+@pytest.mark.parametrize("line", LINES)
+def test_line_normalization_fast_paths_match_definition(line: str) -> None:
+    assert normalize_line(line) == _ccnet_reference(line)
+
+
+def test_line_hashes_ascii_and_unicode_documents_agree_with_per_line() -> None:
+    from herd.data.dedup import hash64
+
+    for text in ("Plain ASCII\n\nline 2, Line 2!\r\n x", "\n".join(LINES)):
+        expected = [hash64(n) if (n := _ccnet_reference(line)) else 0 for line in text.split("\n")]
+        assert line_hashes(text) == expected
