@@ -19,6 +19,7 @@ again (datatrove completion markers in `out/_work/`), and a stage appears only w
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -172,6 +173,8 @@ def run_curate_stage(
         counts = {"in": int(last.get("in", {}).get("docs", 0)), "in_bytes": int(last.get("in", {}).get("bytes", 0))}
         counts |= count_shards(output)
         counts["steps"] = _step_counters(work / "logs", phases)
+        if (mix := output / "mix_weights.json").is_file():  # the mix stage records its weights [P §3.1.2]
+            counts["mix"] = json.loads(mix.read_text())
         counts["docs_per_s"] = round(counts["in"] / max(elapsed, 1e-9), 1)
         counts["mb_per_s"] = round(counts["in_bytes"] / 1e6 / max(elapsed, 1e-9), 3)
         (work / "MOVING").touch()

@@ -69,7 +69,9 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     write_json(out / "results.json", data)
     write_report(out, sections, images)
     inputs = [p for p in (Path(m.path), Path(cfg.contamination.shards or "-")) if p.exists()]
-    counts = {r.task: r.n for r in results}
+    # N per task, then the scores with CIs, robustness and contamination: the record the run report renders.
+    figures = {p.name: f"Robustness ({scorer.name})" for p in images}
+    counts = {r.task: r.n for r in results} | data | {"report": {"figures": figures}}
     Manifest.write(out, "eval", inputs, cfg, counts, time.perf_counter() - start)
     return data
 

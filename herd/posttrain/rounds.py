@@ -112,6 +112,19 @@ def run_posttrain(cfg: PosttrainConfig) -> dict[str, Any]:
     return summary
 
 
+def report_counts(summary: dict[str, Any]) -> dict[str, Any]:
+    """What post-training records in its manifest for the run report: held-out metrics and wall time per
+    round, the final model, and the plot it drew (a file in its folder) [P §4.1]."""
+    return {
+        "rounds": len(summary["rounds"]),
+        "final_model": summary["final_model"],
+        "wall_s": summary.get("wall_s"),
+        "metrics": summary["metrics"],
+        "round_wall_s": [{"round": i["round"], **i.get("wall_s", {})} for i in summary["rounds"]],
+        "report": {"figures": {"metrics.png": "Held-out metrics by round"}},
+    }
+
+
 def _context(cfg: PosttrainConfig) -> _Ctx:
     bundle = Path(cfg.bundle.out)
     source = cfg.base.tokenizer or (str(bundle / "tokenizer.model") if _is_preset(cfg.base.model) else cfg.base.model)

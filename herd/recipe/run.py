@@ -232,14 +232,14 @@ class Recipe:
         return stage_config(PosttrainConfig, self.cfg.posttrain, wired)
 
     def stage_posttrain(self) -> Path:
-        from herd.posttrain.rounds import run_posttrain
+        from herd.posttrain.rounds import report_counts, run_posttrain
 
         pcfg, out = self.posttrain_config(), self.paths.posttrain
         # The data bundle is built inside post-training; a changed or missing bundle reruns it too.
         inputs = [self.paths.pretrain / "base", self.paths.posttrain_data]
         if not (self.paths.posttrain_data.is_dir() and done(out, "posttrain", inputs, pcfg)):
             summary = run_posttrain(pcfg)
-            counts = {"rounds": pcfg.rounds, "final_model": summary["final_model"], "wall_s": summary.get("wall_s")}
+            counts = report_counts(summary)
             Manifest.write(out, "posttrain", inputs, pcfg, counts, summary.get("wall_s", 0.0))
         return self.chat_model()
 

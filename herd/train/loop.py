@@ -38,7 +38,7 @@ from herd.parallel.pp import Pipeline, StageParts, rank_stages, stage_model
 from herd.train.averaging import average_state_dicts
 from herd.train.checkpoint import Checkpointer
 from herd.train.config import PretrainConfig
-from herd.train.metrics import MetricsLogger, measure_peak_flops, memory_bytes, plot_run
+from herd.train.metrics import MetricsLogger, curve_record, measure_peak_flops, memory_bytes, plot_run
 from herd.train.schedules import RampStage, anneal_lr
 
 if TYPE_CHECKING:
@@ -554,7 +554,8 @@ class Trainer:
         self.metrics.close()
         # Like every stage: inputs (the token shards, with their own manifest's hash: lineage), the resolved
         # config, counts and outputs. Reruns resume from checkpoints rather than skip by manifest.
-        counts = {k: summary[k] for k in ("steps", "tokens", "skipped", "rollbacks")}
+        # The summary and the curves are the stage's record: the run report renders them, never recomputes.
+        counts = summary | curve_record(self.run_dir / "metrics.jsonl")
         Manifest.write(
             self.run_dir, "pretrain", [self.cfg.data.shards], self.cfg, counts, time.perf_counter() - self._start
         )
