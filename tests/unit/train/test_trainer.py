@@ -126,6 +126,9 @@ def test_learns_below_unigram_entropy_and_exports(token_dir, tmp_path) -> None:
     manifest = json.loads((tmp_path / "MANIFEST.json").read_text())
     assert manifest["stage"] == "pretrain" and manifest["counts"]["steps"] == 102
     assert manifest["inputs"][0]["manifest"] is not None  # lineage: the token shards' own manifest
+    counts = manifest["counts"]  # the summary and the curves: what the run report renders
+    assert counts["held_out_loss_averaged"] == summary["held_out_loss_averaged"]
+    assert len(counts["curve"]["tokens"]) == 102 and [m[1] for m in counts["boundaries"]] == ["anneal starts"]
 
 
 def test_long_context_stage_gates_and_rope(token_dir, tmp_path) -> None:
