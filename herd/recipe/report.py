@@ -233,7 +233,10 @@ def _not_run(key: str, title: str, what: str = "") -> Section:
 
 
 def _not_recorded(stage: str, what: str, folder: Path) -> P:
-    return P(f"{what}: {NOT_RECORDED} in {folder / MANIFEST_NAME} (written by older code: rerun {stage}).")
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return P(f"{what}: {NOT_RECORDED} (no {path}: {stage} has not finished).")
+    return P(f"{what}: {NOT_RECORDED} in {path} (written by older code: rerun {stage}).")
 
 
 def _declared(label: str, folder: Path, counts: dict, out: Path) -> list[Any]:
@@ -361,8 +364,8 @@ def _corpus_blocks(folder: Path | None) -> list[Any]:
     if folder is None:
         return [P(f"corpus: {NOT_RUN}.")]
     counts = _counts(folder)
-    if not counts:
-        return [_not_recorded("corpus", "Corpus counts", folder)]
+    if not counts:  # documents given as they are (`corpus.documents`), or a corpus of older code
+        return [P(f"Corpus {folder}: no {MANIFEST_NAME}, so no counts were recorded.")]
     flat = [[k, json.dumps(v) if isinstance(v, dict | list) else v] for k, v in counts.items()]
     return [Table(["corpus", "count"], flat, caption=f"Bundled corpus {folder} (MANIFEST.json counts)")]
 

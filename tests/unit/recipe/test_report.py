@@ -98,7 +98,10 @@ def _posttrain(out: Path) -> Path:
         "final_model": "x",
         "metrics": metrics,
         "round_wall_s": [{"round": r, "rm": 1.0, "sft": 2.0} for r in (1, 2)],
-        "report": {"figures": {"metrics.png": "Held-out metrics by round"}},
+        "report": {
+            "figures": {"metrics.png": "Held-out metrics by round"},
+            "tables": [{"head": ["round", "dialogs kept"], "rows": [[1, 306]], "caption": "Pruning by quality"}],
+        },
     }
     _manifest(out, "posttrain", counts, 12.0)
     (out / "metrics.png").write_bytes(PNG)
@@ -187,6 +190,7 @@ def test_sections_render_the_recorded_numbers(report: Path) -> None:
     assert "<th>passed</th>" in text and "Long-context stages" in text  # recorded long-context gates
     assert "40.0 ± 15.0" in text and "30.0 ± 15.0" in text and "+10.0" in text  # chat vs base with CIs
     assert "base model: contamination analysis not enabled." in text
+    assert "<caption>Pruning by quality</caption>" in text and "<td>306</td>" in text  # a table a stage declared
     assert "&lt;b&gt;2+3&lt;/b&gt;" in text  # chats are escaped
     assert "← tokens" in text  # the pretrain manifest's upstream hash is traced to the token shards' manifest
     # 1 corpus + 2 + 2 curate + 2 tokenizer + 1 tokens + 30 pretrain + 12 posttrain + 5 + 5 eval
@@ -209,8 +213,8 @@ def test_older_manifests_say_not_recorded(tmp_path: Path) -> None:
     }
     stages["corpus"].mkdir()
     text = write_report(stages, tmp_path / "report").read_text()
+    assert f"Corpus {stages['corpus']}: no MANIFEST.json, so no counts were recorded." in text
     for what in (
-        "Corpus counts",
         "Mix weights",
         "Compression",
         "Loss curve",
