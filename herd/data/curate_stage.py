@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import json
 import shutil
 import time
 from pathlib import Path
@@ -130,6 +131,8 @@ def funnel_counts(phases: list[Phase], logs: Path, output: Path, elapsed: float)
     }
     counts |= count_shards(output)
     counts["steps"] = step_counters(logs, phases)
+    if (mix := output / "mix_weights.json").is_file():  # the mix stage records its weights [P §3.1.2]
+        counts["mix"] = json.loads(mix.read_text())
     counts["docs_per_s"] = round(counts["in"] / max(elapsed, 1e-9), 1)
     counts["mb_per_s"] = round(counts["in_bytes"] / 1e6 / max(elapsed, 1e-9), 3)
     return counts

@@ -57,7 +57,9 @@ class EvalStage(Stage):
 
     def run(self, workdir: Path) -> dict[str, Any]:
         data = evaluate(self.config, workdir)
-        return {"results": data["results"]}
+        # N per task, then the scores with CIs, robustness and contamination: the record the run report renders.
+        figures = {"robustness.png": f"Robustness ({data['model']})"} if (workdir / "robustness.png").is_file() else {}
+        return {r["task"]: r["n"] for r in data["results"]} | data | {"report": {"figures": figures}}
 
 
 def run_eval(cfg: EvalConfig) -> dict[str, Any]:

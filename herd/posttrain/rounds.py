@@ -108,8 +108,7 @@ class PosttrainStage(Stage):
         return [*([base] if base.exists() else []), Path(self.config.bundle.out)]
 
     def run(self, workdir: Path) -> dict[str, Any]:
-        summary = train_rounds(self.config, workdir)
-        return {k: summary[k] for k in ("final_model", "metrics", "plots", "wall_s")} | {"rounds": self.config.rounds}
+        return report_counts(train_rounds(self.config, workdir))
 
 
 def run_posttrain(cfg: PosttrainConfig) -> dict[str, Any]:
@@ -137,6 +136,19 @@ def train_rounds(cfg: PosttrainConfig, out: Path) -> dict[str, Any]:
     summary["wall_s"] = round(time.perf_counter() - start, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def report_counts(summary: dict[str, Any]) -> dict[str, Any]:
+    """What post-training records in its manifest for the run report: held-out metrics and wall time per
+    round, the final model, and the plot it drew (a file in its folder) [P §4.1]."""
+    return {
+        "rounds": len(summary["rounds"]),
+        "final_model": summary["final_model"],
+        "wall_s": summary.get("wall_s"),
+        "metrics": summary["metrics"],
+        "round_wall_s": [{"round": i["round"], **i.get("wall_s", {})} for i in summary["rounds"]],
+        "report": {"figures": {"metrics.png": "Held-out metrics by round"}},
+    }
 
 
 def _context(cfg: PosttrainConfig) -> _Ctx:

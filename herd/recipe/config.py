@@ -31,10 +31,10 @@ from herd.core.config import (
 )
 from herd.data.pipeline import CurateConfig, curated_folder
 from herd.data.tokenize import TokenizeConfig
+from herd.data.tokenizer_stage import TokenizerTrainConfig
 from herd.eval.config import EvalConfig
 from herd.posttrain.rounds import PosttrainConfig
 from herd.recipe.plan import ClusterSection
-from herd.data.tokenizer_stage import TokenizerTrainConfig
 from herd.train.config import PretrainConfig
 
 # Stages in order; `herd recipe CONFIG --stage NAME` runs one.

@@ -1,7 +1,9 @@
 """The run report: one offline HTML page (index.html, PNGs beside it, no scripts) and its Markdown twin.
 
-`write_report(stages, out)` reads what each stage left in its folder (MANIFEST.json, summaries, metrics)
-and never re-runs anything; a stage that is missing says "not run". Sections, in recipe order:
+`write_report(stages, out)` only renders what each stage recorded: the `counts` of its MANIFEST.json (what
+its `run` returned) and the figures and tables it declares there under `report`. It never recomputes a
+number or reads a stage's private files; a stage that is missing says "not run", a number a stage did not
+record says "not recorded". Sections, in recipe order:
 
   run         total and per-stage wall time
   data        curation funnel: documents in/kept/dropped by reason per step [P §3.1], the mix [P §3.1.2]
@@ -10,7 +12,7 @@ and never re-runs anything; a stage that is missing says "not run". Sections, in
   anneal      held-out loss of each annealing snapshot vs their Polyak average [P §3.4.3]
   posttrain   held-out metrics per round (RM, rejection sampling, SFT, DPO) [P §4]
   eval        scores ± 95% CI (chat, and base if given), robustness, contamination [P §5]
-  chats       sample completions before and after post-training
+  chats       sample completions before and after post-training (given by the caller)
   lineage     every MANIFEST.json: config hash, inputs with hashes, upstream manifests, versions, time
 
 Images are referenced by file name, so the folder can be copied anywhere and still opens offline.
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import itertools
 import json
 import shutil
 from collections.abc import Callable, Iterable, Sequence
@@ -34,6 +35,7 @@ from herd.core.io import MANIFEST_NAME, atomic_write_text
 # Recipe order; "eval_base" is the base model evaluated before post-training.
 STAGES = ("corpus", "curate", "tokenizer", "tokens", "pretrain", "eval_base", "posttrain", "eval")
 NOT_RUN = "not run"
+NOT_RECORDED = "not recorded"
 
 # ---------------------------------------------------------------------------------------------- blocks
 # A section is a list of blocks rendered twice, to HTML and to Markdown, so the two never drift apart.
@@ -207,20 +209,18 @@ def _json(path: Path) -> Any:
         return None
 
 
-def _jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue  # a run killed mid-write leaves a partial last line
-    return rows
-
-
 def _manifest(folder: Path | None) -> dict:
     return (_json(folder / MANIFEST_NAME) or {}) if folder else {}
+
+
+def _counts(folder: Path | None) -> dict:
+    """What a stage recorded: its manifest's `counts` (empty when there is no manifest)."""
+    return _manifest(folder).get("counts") or {}
+
+
+def _rec(counts: dict, key: str) -> Any:
+    """A recorded number, or "not recorded" when the stage did not record it (a stage of older code)."""
+    return counts.get(key, NOT_RECORDED)
 
 
 def _curate_steps(root: Path) -> list[tuple[str, dict]]:
@@ -230,6 +230,32 @@ def _curate_steps(root: Path) -> list[tuple[str, dict]]:
 
 def _not_run(key: str, title: str, what: str = "") -> Section:
     return Section(key, title, [P(f"{what or key}: {NOT_RUN}.")])
+
+
+def _not_recorded(stage: str, what: str, folder: Path) -> P:
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return P(f"{what}: {NOT_RECORDED} (no {path}: {stage} has not finished).")
+    return P(f"{what}: {NOT_RECORDED} in {path} (written by older code: rerun {stage}).")
+
+
+def _declared(label: str, folder: Path, counts: dict, out: Path) -> list[Any]:
+    """The figures and tables a stage declares in `counts["report"]`: {"figures": {file: caption},
+    "tables": [{"head", "rows", "caption"}]}. Figures are files in the stage's folder, copied beside the
+    page so the report folder stands alone."""
+    declared = counts.get("report") or {}
+    blocks: list[Any] = []
+    for file, caption in (declared.get("figures") or {}).items():
+        src = folder / file
+        if not src.is_file():
+            blocks.append(P(f"{label}: declared figure {src} is missing."))
+            continue
+        name = f"{label}_{Path(file).name}"
+        shutil.copyfile(src, out / name)
+        blocks.append(Img(name, caption))
+    for t in declared.get("tables") or []:
+        blocks.append(Table(t.get("head", []), t.get("rows", []), t.get("caption", "")))
+    return blocks
 
 
 def _plt():
@@ -259,14 +285,18 @@ def _hms(seconds: float | None) -> str:
 
 
 def _wall_s(key: str, folder: Path) -> float | None:
-    """Seconds a stage took: its manifest's wall time; curation sums its steps; post-training falls back
-    to summary.json (older runs wrote no top-level manifest)."""
+    """Seconds a stage took, from its manifest; curation is the sum of its steps' manifests."""
     if key == "curate":
         return sum(float(m.get("wall_time_s") or 0) for _, m in _curate_steps(folder)) or None
     wall = _manifest(folder).get("wall_time_s")
-    if wall is None and key == "posttrain":
-        wall = (_json(folder / "summary.json") or {}).get("wall_s")
     return float(wall) if wall else None
+
+
+def _status(key: str, folder: Path | None) -> str:
+    if folder is None:
+        return NOT_RUN if key != "eval_base" else "not given"
+    recorded = _curate_steps(folder) if key == "curate" else _manifest(folder)
+    return "done" if recorded else f"{NOT_RECORDED} (no {MANIFEST_NAME})"
 
 
 def _run_section(ctx: _Ctx) -> Section:
@@ -275,8 +305,7 @@ def _run_section(ctx: _Ctx) -> Section:
         folder = ctx.dir(key)
         wall = _wall_s(key, folder) if folder else None
         total += wall or 0.0
-        status = "done" if folder else (NOT_RUN if key != "eval_base" else "not given")
-        rows.append([key, status, _hms(wall), str(folder) if folder else "–"])
+        rows.append([key, _status(key, folder), _hms(wall), str(folder) if folder else "–"])
     return Section(
         "run",
         "Run",
@@ -291,26 +320,28 @@ def _run_section(ctx: _Ctx) -> Section:
 
 
 def _data_section(ctx: _Ctx) -> Section:
+    title = "Data: corpus and curation funnel"
     blocks: list[Any] = _corpus_blocks(ctx.dir("corpus"))
     root = ctx.dir("curate")
     if root is None:
-        return Section("data", "Data: corpus and curation funnel", [*blocks, P(f"curate: {NOT_RUN}.")])
+        return Section("data", title, [*blocks, P(f"curate: {NOT_RUN}.")])
     steps = _curate_steps(root)
     if not steps:
-        return Section("data", "Data: corpus and curation funnel", [*blocks, P(f"curate: no manifests in {root}.")])
+        return Section("data", title, [*blocks, P(f"curate: no manifests in {root}.")])
     rows = []
     for name, m in steps:
         c = m.get("counts", {})
         dropped = c.get("dropped") or {}
         reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(dropped.items(), key=lambda kv: -kv[1]))
+        mb = round(c["kept_bytes"] / 1e6, 2) if "kept_bytes" in c else NOT_RECORDED
         rows.append(
             [
                 name,
-                c.get("in"),
-                c.get("kept"),
+                _rec(c, "in"),
+                _rec(c, "kept"),
                 sum(dropped.values()),
                 reasons or "–",
-                round(c.get("kept_bytes", 0) / 1e6, 2),
+                mb,
                 _hms(m.get("wall_time_s")),
             ]
         )
@@ -321,24 +352,22 @@ def _data_section(ctx: _Ctx) -> Section:
         ),
         Table(["step", "in", "kept", "dropped", "dropped by reason", "MB kept", "wall"], rows),
         Img(_funnel_png(steps, ctx.out), "Curation funnel: kept and dropped documents per step"),
-        *_mix_blocks(root / "07_mix" / "mix_weights.json"),
     ]
-    return Section("data", "Data: corpus and curation funnel", blocks)
+    name, last = steps[-1]
+    if name.endswith("_mix"):
+        mix = last.get("counts", {}).get("mix")
+        blocks += _mix_blocks(mix) if mix else [_not_recorded("curate", "Mix weights", root / name)]
+    return Section("data", title, blocks)
 
 
 def _corpus_blocks(folder: Path | None) -> list[Any]:
     if folder is None:
         return [P(f"corpus: {NOT_RUN}.")]
-    counts = _manifest(folder).get("counts")
-    if counts:
-        flat = [[k, json.dumps(v) if isinstance(v, dict | list) else v] for k, v in counts.items()]
-        return [Table(["corpus", "count"], flat, caption=f"Bundled corpus {folder} (MANIFEST.json counts)")]
-    # Older bundles have no manifest: count what is on disk, one row per source folder.
-    rows = []
-    for d in sorted(p for p in folder.iterdir() if p.is_dir()):
-        files = [f for f in d.rglob("*") if f.is_file()]
-        rows.append([d.name, len(files), round(sum(f.stat().st_size for f in files) / 1e6, 2)])
-    return [Table(["source", "files", "MB"], rows, caption=f"Bundled corpus {folder} (counted on disk, no manifest)")]
+    counts = _counts(folder)
+    if not counts:  # documents given as they are (`corpus.documents`), or a corpus of older code
+        return [P(f"Corpus {folder}: no {MANIFEST_NAME}, so no counts were recorded.")]
+    flat = [[k, json.dumps(v) if isinstance(v, dict | list) else v] for k, v in counts.items()]
+    return [Table(["corpus", "count"], flat, caption=f"Bundled corpus {folder} (MANIFEST.json counts)")]
 
 
 def _funnel_png(steps: list[tuple[str, dict]], out: Path) -> str:
@@ -364,22 +393,9 @@ def _funnel_png(steps: list[tuple[str, dict]], out: Path) -> str:
     return _save(fig, out, "funnel.png")
 
 
-def _mix_blocks(path: Path) -> list[Any]:
-    mix = _json(path)
-    if not mix:
-        return []
-    rows = [
-        [
-            b,
-            v.get("docs"),
-            v.get("tokens"),
-            v.get("available_share"),
-            v.get("target_share"),
-            v.get("weight"),
-            v.get("epochs"),
-        ]
-        for b, v in mix.get("buckets", {}).items()
-    ]
+def _mix_blocks(mix: dict) -> list[Any]:
+    keys = ("docs", "tokens", "available_share", "target_share", "weight", "epochs")
+    rows = [[b, *(v.get(k) for k in keys)] for b, v in (mix.get("buckets") or {}).items()]
     blocks: list[Any] = [
         Table(
             ["bucket", "docs", "tokens", "available share", "target share", "weight", "epochs"],
@@ -396,37 +412,35 @@ def _mix_blocks(path: Path) -> list[Any]:
 
 
 def _tokenizer_section(ctx: _Ctx) -> Section:
+    title = "Tokenizer and token shards"
     tok_dir, tokens = ctx.dir("tokenizer"), ctx.dir("tokens")
     blocks: list[Any] = []
     if tok_dir is None:
         blocks.append(P(f"tokenizer: {NOT_RUN}."))
     else:
-        c = _manifest(tok_dir).get("counts", {})
+        c = _counts(tok_dir)
+        keys = ("vocab_size", "n_ranks", "docs", "chars", "chars_per_token")
         blocks.append(
             Table(
                 ["vocab size", "BPE ranks", "training docs", "training chars", "chars/token (training)"],
-                [[c.get("vocab_size"), c.get("n_ranks"), c.get("docs"), c.get("chars"), c.get("chars_per_token")]],
+                [[_rec(c, k) for k in keys]],
             )
         )
     if tokens is None:
-        blocks.append(P(f"tokens: {NOT_RUN}."))
-        return Section("tokenizer", "Tokenizer and token shards", blocks)
-    blocks += _shard_blocks(tokens, tok_dir, ctx.out)
-    return Section("tokenizer", "Tokenizer and token shards", blocks)
+        return Section("tokenizer", title, [*blocks, P(f"tokens: {NOT_RUN}.")])
+    return Section("tokenizer", title, blocks + _shard_blocks(tokens, ctx.out))
 
 
-def _shard_blocks(tokens: Path, tok_dir: Path | None, out: Path) -> list[Any]:
-    c = _manifest(tokens).get("counts", {})
-    comp = _compression(tokens, tok_dir)
-    rows = []
-    for src, v in (c.get("sources") or {}).items():
-        m = comp.get(src, {})
-        rows.append([src, v.get("docs"), v.get("tokens"), m.get("chars_per_token"), m.get("bytes_per_token")])
+def _shard_blocks(tokens: Path, out: Path) -> list[Any]:
+    c = _counts(tokens)
+    sources = c.get("sources") or {}
+    keys = ("docs", "tokens", "chars_per_token", "bytes_per_token")
+    rows = [[src, *(_rec(v, k) for k in keys)] for src, v in sources.items()]
     split = c.get("tokens") or {}
     blocks: list[Any] = [
         P(
-            "Compression is measured by decoding ~300 documents spread over each source's shards (special "
-            "tokens excluded); the paper reports 3.94 chars/token for Llama 3's tokenizer on English [P §3.2]."
+            "Compression is recorded by the tokenize stage over every document it encodes (BOS/EOS excluded); "
+            "the paper reports 3.94 chars/token for Llama 3's tokenizer on English [P §3.2]."
         ),
         Table(
             ["source", "docs", "tokens", "chars/token", "bytes/token"],
@@ -434,37 +448,12 @@ def _shard_blocks(tokens: Path, tok_dir: Path | None, out: Path) -> list[Any]:
             caption=f"Token shards: {split.get('train', 0):,} train + {split.get('val', 0):,} held-out tokens",
         ),
     ]
+    comp = {src: v for src, v in sources.items() if "chars_per_token" in v and "bytes_per_token" in v}
     if comp:
         blocks.append(Img(_compression_png(comp, out), "Tokenizer compression per source"))
+    else:
+        blocks.append(_not_recorded("tokenize", "Compression", tokens))
     return blocks
-
-
-def _compression(tokens: Path, tok_dir: Path | None, sample_docs: int = 300) -> dict[str, dict[str, float]]:
-    """chars/token and bytes/token per source, from decoding `sample_docs` documents spread evenly over
-    its shards (the first documents alone can be one odd file: a table or a foreign script)."""
-    from herd.data.shards import TokenShard, list_shards
-    from herd.tokenizer import load_tokenizer
-
-    name = _manifest(tokens).get("config", {}).get("tokenizer")
-    path = tok_dir / "tokenizer.model" if tok_dir and (tok_dir / "tokenizer.model").is_file() else name
-    try:
-        tok = load_tokenizer(path) if path else None
-    except (OSError, ValueError):
-        tok = None
-    if tok is None:
-        return {}
-    n_ranks = getattr(tok, "n_ranks", None)  # ids from here on are special tokens (BOS/EOS)
-    out = {}
-    for src in sorted(d for d in tokens.iterdir() if d.is_dir()):
-        docs = [doc for shard in list_shards(src) for doc in TokenShard(shard).docs()]
-        chars = nbytes = n = 0
-        for doc in docs[:: max(1, len(docs) // sample_docs)]:
-            ids = [int(i) for i in doc if n_ranks is None or i < n_ranks]
-            text = tok.decode(ids)
-            chars, nbytes, n = chars + len(text), nbytes + len(text.encode("utf-8", "replace")), n + len(ids)
-        if n:
-            out[src.name] = {"chars_per_token": round(chars / n, 3), "bytes_per_token": round(nbytes / n, 3)}
-    return out
 
 
 def _compression_png(comp: dict[str, dict[str, float]], out: Path) -> str:
@@ -483,22 +472,7 @@ def _compression_png(comp: dict[str, dict[str, float]], out: Path) -> str:
 # ---------------------------------------------------------------------------------------------- pretrain
 
 
-def _boundaries(train: list[dict]) -> list[tuple[float, str]]:
-    """(tokens, label) where the phase, sequence length or batch changes (ramp, long context, anneal)."""
-    marks = []
-    for prev, r in itertools.pairwise(train):
-        changes = [f"{r.get('phase')} starts"] if r.get("phase") != prev.get("phase") else []
-        changes += [
-            f"{k} {r.get(key)}"
-            for k, key in (("seq", "seq_len"), ("batch", "batch_tokens"))
-            if r.get(key) != prev.get(key)
-        ]
-        if changes:
-            marks.append((prev["tokens"], ", ".join(changes)))  # a record's tokens are counted after its step
-    return marks
-
-
-def _mark(ax: Any, marks: list[tuple[float, str]]) -> None:
+def _mark(ax: Any, marks: list[list[Any]]) -> None:
     for x, label in marks:
         ax.axvline(x, color="#999", ls="--", lw=0.8)
         ax.text(
@@ -506,13 +480,13 @@ def _mark(ax: Any, marks: list[tuple[float, str]]) -> None:
         )
 
 
-def _loss_png(train: list[dict], val: list[dict], marks: list[tuple[float, str]], out: Path) -> str:
+def _loss_png(curve: dict, held_out: dict, marks: list[list[Any]], out: Path) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(10, 4))
-    if train:
-        ax.plot([r["tokens"] for r in train], [r["loss"] for r in train], lw=0.8, alpha=0.7, label="train")
-    if val:
-        ax.plot([r["tokens"] for r in val], [r["loss"] for r in val], "o-", ms=3, label="held out")
+    ax.plot(curve["tokens"], curve["loss"], lw=0.8, alpha=0.7, label="train")
+    if held_out.get("tokens"):
+        pairs = [(t, v) for t, v in zip(held_out["tokens"], held_out["loss"]) if v is not None]
+        ax.plot([t for t, _ in pairs], [v for _, v in pairs], "o-", ms=3, label="held out")
     _mark(ax, marks)
     ax.set_xlabel("tokens")
     ax.set_ylabel("loss (nats/token)")
@@ -521,15 +495,14 @@ def _loss_png(train: list[dict], val: list[dict], marks: list[tuple[float, str]]
     return _save(fig, out, "pretrain_loss.png")
 
 
-def _schedule_png(train: list[dict], marks: list[tuple[float, str]], out: Path) -> str:
+def _schedule_png(curve: dict, marks: list[list[Any]], out: Path) -> str:
     plt = _plt()
     fig, axes = plt.subplots(3, 1, figsize=(10, 6.5), sharex=True)
-    x = [r["tokens"] for r in train]
     for ax, (key, label) in zip(
         axes, (("lr", "learning rate"), ("batch_tokens", "batch (tokens)"), ("seq_len", "sequence length"))
     ):
-        # A record holds the step that ended at its `tokens`: its value applies to the interval before.
-        ax.plot(x, [r.get(key) for r in train], lw=1.2, drawstyle="steps-pre")
+        # A point holds the step that ended at its `tokens`: its value applies to the interval before.
+        ax.plot(curve["tokens"], curve.get(key) or [None] * len(curve["tokens"]), lw=1.2, drawstyle="steps-pre")
         ax.set_ylabel(label)
         _mark(ax, marks)
     axes[-1].set_xlabel("tokens")
@@ -538,69 +511,54 @@ def _schedule_png(train: list[dict], marks: list[tuple[float, str]], out: Path) 
 
 
 def _pretrain_section(ctx: _Ctx) -> Section:
+    title = "Pretraining: loss and schedules"
     run = ctx.dir("pretrain")
     if run is None:
-        return _not_run("pretrain", "Pretraining: loss and schedules", "pretrain")
-    records = _jsonl(run / "metrics.jsonl")
-    train = [r for r in records if r.get("kind") == "train" and "loss" in r and "tokens" in r]
-    val = [r for r in records if r.get("kind") == "val" and "loss" in r and "tokens" in r]
-    summary = _json(run / "summary.json") or {}
+        return _not_run("pretrain", title)
+    c = _counts(run)
+    keys = ("steps", "tokens", "held_out_loss_last", "unigram_entropy", "skipped", "rollbacks")
     blocks: list[Any] = [
         Table(
             ["steps", "tokens", "held-out loss (last)", "unigram entropy", "skipped steps", "rollbacks"],
-            [
-                [
-                    summary.get("steps"),
-                    summary.get("tokens"),
-                    summary.get("held_out_loss_last"),
-                    summary.get("unigram_entropy"),
-                    summary.get("skipped"),
-                    summary.get("rollbacks"),
-                ]
-            ],
+            [[_rec(c, k) for k in keys]],
             caption="The unigram entropy of the training tokens is the loss of a model that ignores context",
         )
     ]
-    if train:
-        marks = _boundaries(train)
+    curve, marks = c.get("curve") or {}, c.get("boundaries") or []
+    if curve.get("tokens"):
         blocks += [
             Img(
-                _loss_png(train, val, marks, ctx.out),
+                _loss_png(curve, c.get("held_out_curve") or {}, marks, ctx.out),
                 "Train and held-out loss vs tokens; dashed lines mark "
                 "sequence/batch ramp steps, long-context stages and the start of annealing [P §3.4]",
             ),
-            Img(_schedule_png(train, marks, ctx.out), "Learning rate, batch and sequence length vs tokens"),
+            Img(_schedule_png(curve, marks, ctx.out), "Learning rate, batch and sequence length vs tokens"),
             Table(["tokens", "change"], [[int(x), label] for x, label in marks], caption="Stage boundaries"),
         ]
     else:
-        blocks.append(P(f"No training records in {run / 'metrics.jsonl'}."))
-    blocks += _long_context_blocks(summary.get("long_context") or [])
-    return Section("pretrain", "Pretraining: loss and schedules", blocks)
-
-
-def _long_context_blocks(results: list[dict]) -> list[Any]:
-    if not results:
-        return []
-    keys = sorted({k for r in results for k in r})
-    return [Table(keys, [[r.get(k) for k in keys] for r in results], caption="Long-context stages [P §3.4.2]")]
+        blocks.append(_not_recorded("pretrain", "Loss curve", run))
+    if c.get("long_context"):
+        rows = c["long_context"]
+        head = sorted({k for r in rows for k in r})
+        blocks.append(Table(head, [[r.get(k) for k in head] for r in rows], caption="Long-context stages [P §3.4.2]"))
+    return Section("pretrain", title, blocks)
 
 
 def _anneal_section(ctx: _Ctx) -> Section:
-    run = ctx.dir("pretrain")
     title = "Annealing and checkpoint averaging"
+    run = ctx.dir("pretrain")
     if run is None:
         return _not_run("anneal", title, "pretrain")
-    s = _json(run / "summary.json") or {}
-    if "held_out_loss_averaged" not in s:
+    c = _counts(run)
+    if "held_out_loss_last" not in c:
+        return Section("anneal", title, [_not_recorded("pretrain", "Held-out losses", run)])
+    if "held_out_loss_averaged" not in c:
         return Section("anneal", title, [P("No annealing snapshots in this run: the base model is the final weights.")])
-    steps = s.get("averaged_snapshots") or []
-    losses = s.get("held_out_loss_snapshots")
-    rows = [[f"snapshot {i + 1}", st, loss] for i, (st, loss) in enumerate(zip(steps, losses or []))]
-    if losses is None and "held_out_loss_last_snapshot" in s:
-        rows.append(["last snapshot", steps[-1] if steps else None, s["held_out_loss_last_snapshot"]])
+    steps, losses = c.get("averaged_snapshots") or [], c.get("held_out_loss_snapshots") or []
+    rows = [[f"snapshot {i + 1}", st, loss] for i, (st, loss) in enumerate(zip(steps, losses))]
     rows += [
-        ["final weights", s.get("steps"), s.get("held_out_loss_last")],
-        ["Polyak average (base model)", f"{len(steps)} snapshots", s["held_out_loss_averaged"]],
+        ["final weights", c.get("steps"), c["held_out_loss_last"]],
+        ["Polyak average (base model)", f"{len(steps)} snapshots", c["held_out_loss_averaged"]],
     ]
     blocks: list[Any] = [
         P(
@@ -609,8 +567,6 @@ def _anneal_section(ctx: _Ctx) -> Section:
         ),
         Table(["model", "step", "held-out loss"], rows),
     ]
-    if losses is None:
-        blocks.append(P("This run recorded only the last snapshot's loss (no held_out_loss_snapshots)."))
     if all(isinstance(r[2], int | float) for r in rows):  # no held-out shards: no losses to draw
         blocks.append(Img(_anneal_png(rows, ctx.out), "Held-out loss: annealing snapshots vs their average"))
     return Section("anneal", title, blocks)
@@ -635,50 +591,35 @@ def _anneal_png(rows: list[list[Any]], out: Path) -> str:
 
 
 def _posttrain_section(ctx: _Ctx) -> Section:
-    run = ctx.dir("posttrain")
     title = "Post-training by round"
+    run = ctx.dir("posttrain")
     if run is None:
         return _not_run("posttrain", title)
-    s = _json(run / "summary.json") or {}
-    rounds = s.get("rounds") or []
-    rows = s.get("metrics")
-    if rows is None and rounds:
-        from herd.posttrain.plots import metrics_table  # older summaries lack the flat table
-
-        rows = metrics_table(rounds)
+    c = _counts(run)
+    if "metrics" not in c:
+        return Section("posttrain", title, [_not_recorded("posttrain", "Per-round metrics", run)])
+    rows = c["metrics"]
     blocks: list[Any] = [
         P(
-            f"{len(rounds)} rounds of reward model → rejection sampling → SFT → DPO [P §4.1]; "
-            f"final model: {s.get('final_model', '–')}."
+            f"{c.get('rounds', len(rows))} rounds of reward model → rejection sampling → SFT → DPO [P §4.1]; "
+            f"final model: {c.get('final_model', '–')}."
         )
     ]
     if rows:
         cols = [k for k in rows[0] if any(r.get(k) is not None for r in rows)]
         blocks.append(Table(cols, [[r.get(k) for k in cols] for r in rows], caption="Held-out metrics per round"))
-        blocks.append(Img(_posttrain_png(run, rows, ctx.out), "Held-out metrics by round"))
-    walls = [[i.get("round"), *(i.get("wall_s", {}).get(k) for k in ("rm", "rs", "sft", "dpo"))] for i in rounds]
+    blocks += _declared("posttrain", run, c, ctx.out)
+    walls = [[w.get("round"), *(w.get(k) for k in ("rm", "rs", "sft", "dpo"))] for w in c.get("round_wall_s") or []]
     if any(any(w[1:]) for w in walls):
         blocks.append(Table(["round", "RM s", "RS s", "SFT s", "DPO s"], walls, caption="Wall time per component"))
     return Section("posttrain", title, blocks)
 
 
-def _posttrain_png(run: Path, rows: list[dict], out: Path) -> str:
-    name = "posttrain_metrics.png"
-    if (run / "metrics.png").is_file():
-        shutil.copyfile(run / "metrics.png", out / name)  # copied, so the report folder stands alone
-    else:
-        from herd.posttrain.plots import plot_rounds
-
-        plot_rounds(rows, out / name)
-    return name
-
-
 # ---------------------------------------------------------------------------------------------- eval
 
 
-def _scores(folder: Path | None) -> dict[str, dict]:
-    data = _json(folder / "results.json") if folder else None
-    return {r["task"]: r for r in (data or {}).get("results", []) if "task" in r}
+def _scores(counts: dict) -> dict[str, dict]:
+    return {r["task"]: r for r in counts.get("results") or [] if "task" in r}
 
 
 def _pct(r: dict | None) -> str:
@@ -695,54 +636,57 @@ def _delta(chat: dict | None, base: dict | None) -> str:
 
 
 def _eval_section(ctx: _Ctx) -> Section:
-    chat_dir, base_dir = ctx.dir("eval"), ctx.dir("eval_base")
     title = "Evaluation"
-    if chat_dir is None and base_dir is None:
+    found = {label: d for label, d in (("chat", ctx.dir("eval")), ("base", ctx.dir("eval_base"))) if d}
+    if not found:
         return _not_run("eval", title)
-    chat, base = _scores(chat_dir), _scores(base_dir)
-    head = ["task", "metric", "N"]
-    head += ["chat (%, ± 95% CI)"] if chat_dir else []
-    head += ["base (%, ± 95% CI)"] if base_dir else []
-    head += ["Δ chat − base"] if chat_dir and base_dir else []
-    rows = []
-    for task in dict.fromkeys([*chat, *base]):
-        c, b = chat.get(task), base.get(task)
-        r = c or b
-        row = [task, r.get("metric"), r.get("n")]
-        row += [_pct(c)] if chat_dir else []
-        row += [_pct(b)] if base_dir else []
-        row += [_delta(c, b)] if chat_dir and base_dir else []
-        rows.append(row)
-    blocks: list[Any] = [
-        P(
-            "Scores in %, with the paper's 95% CI = 1.96·√(S(1−S)/N) [P §5]."
-            + ("" if chat_dir else f" Chat model: {NOT_RUN}.")
-        ),
-        Table(head, rows),
-    ]
-    for label, folder in (("chat", chat_dir), ("base", base_dir)):
-        blocks += _robustness_blocks(label, folder, ctx.out)
+    counts = {label: _counts(d) for label, d in found.items()}
+    blocks: list[Any] = [P("Scores in %, with the paper's 95% CI = 1.96·√(S(1−S)/N) [P §5].")]
+    if "chat" not in found:
+        blocks.append(P(f"Chat model: {NOT_RUN}."))
+    for label in [k for k, c in counts.items() if "results" not in c]:
+        blocks.append(_not_recorded("eval", f"Scores of the {label} model", found[label]))
+        del counts[label]
+    scores = {label: _scores(c) for label, c in counts.items()}
+    if scores:
+        blocks.append(_scores_table(scores))
+    for label, c in counts.items():
+        blocks += _robustness_blocks(label, found[label], c, ctx.out)
     return Section("eval", title, blocks)
 
 
-def _robustness_blocks(label: str, folder: Path | None, out: Path) -> list[Any]:
-    data = _json(folder / "results.json") if folder else None
-    rows = (data or {}).get("robustness") or []
+def _scores_table(scores: dict[str, dict[str, dict]]) -> Table:
+    both = "chat" in scores and "base" in scores
+    head = [
+        "task",
+        "metric",
+        "N",
+        *(f"{label} (%, ± 95% CI)" for label in scores),
+        *(["Δ chat − base"] if both else []),
+    ]
+    rows = []
+    for task in dict.fromkeys(t for s in scores.values() for t in s):
+        found = [s.get(task) for s in scores.values()]
+        r = next(x for x in found if x)
+        delta = [_delta(scores["chat"].get(task), scores["base"].get(task))] if both else []
+        rows.append([task, r.get("metric"), r.get("n"), *map(_pct, found), *delta])
+    return Table(head, rows)
+
+
+def _robustness_blocks(label: str, folder: Path, counts: dict, out: Path) -> list[Any]:
+    rows = counts.get("robustness") or []
     if not rows:
         return []
-    blocks: list[Any] = [
+    stage = "eval" if label == "chat" else "eval_base"
+    return [
         Table(
             ["axis", "condition", "score (%)", "N", "top label %"],
             [[r.get("axis"), r.get("condition"), _pct(r), r.get("n"), r.get("top_label_pct")] for r in rows],
             caption=f"Robustness of the {label} model: label bias, label variants, answer order, prompt format "
             "[P §5.1.2]",
-        )
+        ),
+        *_declared(stage, folder, counts, out),
     ]
-    if (folder / "robustness.png").is_file():
-        name = f"robustness_{label}.png"
-        shutil.copyfile(folder / "robustness.png", out / name)
-        blocks.append(Img(name, f"Robustness ({label} model)"))
-    return blocks
 
 
 def _contamination_section(ctx: _Ctx) -> Section:
@@ -757,31 +701,17 @@ def _contamination_section(ctx: _Ctx) -> Section:
             "the full-set score minus the clean-subset score [P §5.1.4]."
         )
     ]
+    keys = ("task", "n", "threshold", "contaminated_pct", "score_full", "score_clean", "gain", "z")
     for label, folder in found:
-        rows = (_json(folder / "results.json") or {}).get("contamination") or []
-        if not rows:
+        c = _counts(folder)
+        if "results" not in c:
+            blocks.append(_not_recorded("eval", f"Contamination of the {label} model", folder))
+        elif not c.get("contamination"):
             blocks.append(P(f"{label} model: contamination analysis not enabled."))
-            continue
-        blocks.append(
-            Table(
-                ["task", "N", "T", "% contaminated", "score full", "score clean", "gain", "z", "significant"],
-                [
-                    [
-                        r.get("task"),
-                        r.get("n"),
-                        r.get("threshold"),
-                        r.get("contaminated_pct"),
-                        r.get("score_full"),
-                        r.get("score_clean"),
-                        r.get("gain"),
-                        r.get("z"),
-                        "yes" if r.get("significant") else "no",
-                    ]
-                    for r in rows
-                ],
-                caption=f"{label} model",
-            )
-        )
+        else:
+            rows = [[*(r.get(k) for k in keys), "yes" if r.get("significant") else "no"] for r in c["contamination"]]
+            head = ["task", "N", "T", "% contaminated", "score full", "score clean", "gain", "z", "significant"]
+            blocks.append(Table(head, rows, caption=f"{label} model"))
     return Section("contamination", title, blocks)
 
 

@@ -50,7 +50,9 @@ def build_model(
     n_stages = dims.pp * dims.stages_per_rank
     own = rank_stages(par.coordinate("pp"), dims.pp, dims.stages_per_rank)
     parts = {
-        i: _materialize(stage_model(model, i, n_stages, pc.pp_lighter_ends, par.attention), cfg, model_cfg, par, device, dtype)
+        i: _materialize(
+            stage_model(model, i, n_stages, pc.pp_lighter_ends, par.attention), cfg, model_cfg, par, device, dtype
+        )
         for i in own
     }
     tied = par.ends_group("pp") if model_cfg.tie_embeddings else None

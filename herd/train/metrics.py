@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import resource
 import sys
@@ -105,3 +106,45 @@ def plot_run(run_dir: str | Path, boundaries: dict[str, int] | None = None) -> P
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def boundaries(train: list[dict]) -> list[tuple[int, str]]:
+    """(tokens, label) where the phase, sequence length or batch changes: ramp steps, long-context stages
+    and the start of annealing [P §3.4]."""
+    marks = []
+    for prev, r in itertools.pairwise(train):
+        changes = [f"{r.get('phase')} starts"] if r.get("phase") != prev.get("phase") else []
+        changes += [
+            f"{k} {r.get(key)}"
+            for k, key in (("seq", "seq_len"), ("batch", "batch_tokens"))
+            if r.get(key) != prev.get(key)
+        ]
+        if changes:
+            marks.append((prev["tokens"], ", ".join(changes)))  # a record's tokens are counted after its step
+    return marks
+
+
+def curve_record(path: str | Path, max_points: int = 500) -> dict:
+    """What pretraining records for the run report: train loss and schedules vs tokens (about
+    `max_points`, both sides of every boundary kept), held-out loss, and the boundaries themselves."""
+    records = read_metrics(path) if Path(path).is_file() else []
+    train = [r for r in records if r.get("kind", "train") == "train" and "loss" in r]
+    val = [r for r in records if r.get("kind") == "val" and "loss" in r]
+    marks = boundaries(train)
+    stride = max(1, -(-len(train) // max_points))
+    edges = {i for i in range(1, len(train)) if _phase(train[i]) != _phase(train[i - 1])}
+    keep = [r for i, r in enumerate(train) if i % stride == 0 or i == len(train) - 1 or i in edges or i + 1 in edges]
+    train_keys = ("tokens", "loss", "lr", "batch_tokens", "seq_len")
+    return {
+        "curve": {k: [_round(r.get(k)) for r in keep] for k in train_keys},
+        "held_out_curve": {k: [_round(r.get(k)) for r in val] for k in ("tokens", "loss")},
+        "boundaries": [[t, label] for t, label in marks],
+    }
+
+
+def _phase(r: dict) -> tuple:
+    return r.get("phase"), r.get("seq_len"), r.get("batch_tokens")
+
+
+def _round(v: object) -> object:
+    return float(f"{v:.6g}") if isinstance(v, float) else v  # six digits: a plot's worth, a small manifest

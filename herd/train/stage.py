@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from herd.core.stage import Stage
 from herd.train.config import PretrainConfig, tokenizer_file
 from herd.train.loop import Trainer
+from herd.train.metrics import curve_record
 
 
 class PretrainStage(Stage):
@@ -17,7 +18,7 @@ class PretrainStage(Stage):
     Every rank runs it (torchrun); global rank 0 alone writes files (herd.core.stage.is_writer)."""
 
     name: ClassVar[str] = "pretrain"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2  # 2: records the loss curves
     resumable: ClassVar[bool] = True
 
     def __init__(self, config: PretrainConfig) -> None:
@@ -38,4 +39,5 @@ class PretrainStage(Stage):
         snapshot and of their average, steps, tokens, skips, rollbacks, long-context gates, wall time)."""
         if workdir != self.out:
             raise ValueError(f"pretrain: runs in its own folder {self.out}, not {workdir}")
-        return Trainer(self.config).fit()
+        # The summary and the curves are the stage's record: the run report renders them, never recomputes.
+        return Trainer(self.config).fit() | curve_record(workdir / "metrics.jsonl")

@@ -50,3 +50,6 @@ def test_herd_eval_writes_json_markdown_html(tmp_path, smollm2_gguf) -> None:
     assert data["contamination"][0]["contaminated_pct"] > 0
     assert "± " in (run / "results.md").read_text() and "<table>" in (run / "results.html").read_text()
     assert (run / "samples" / "mine.jsonl").is_file() and (run / "MANIFEST.json").is_file()
+    counts = json.loads((run / "MANIFEST.json").read_text())["counts"]  # the record the run report renders
+    assert counts["results"] == data["results"] and counts["contamination"] == data["contamination"]
+    assert counts["mine"] == 3 and counts["report"] == {"figures": {}}  # robustness off: no figure
