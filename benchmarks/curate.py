@@ -67,8 +67,15 @@ def quality_filters(drop: Any = None) -> list[Any]:
 def run_herd(corpus: Path, out: Path) -> dict[str, Any]:
     """herd's stages on the common work: extract + the four filters, then MinHash."""
     from herd.core.config import from_dict
+    from herd.core.stage import run_stage
+    from herd.data.curate_stage import CurationStage, StepConfig, stage_tail
     from herd.data.executor import Phase
-    from herd.data.pipeline import CurateConfig, _minhash_phases, run_curate_stage, stage_reader, stage_tail
+    from herd.data.extract import HtmlExtractor
+    from herd.data.filters import ReadErrorFilter
+    from herd.data.outputs import DroppedWriter
+    from herd.data.pipeline import CurateConfig
+    from herd.data.readers import Tally
+    from herd.data.stages import Minhash
 
     cfg = from_dict(
         CurateConfig,
@@ -79,19 +86,21 @@ def run_herd(corpus: Path, out: Path) -> dict[str, Any]:
         },
     )
 
-    def extract_phases(cfg: CurateConfig, inputs: list[Path], output: Path, work: Path) -> list[Phase]:
-        from herd.data.extract import HtmlExtractor
-        from herd.data.filters import ReadErrorFilter
-        from herd.data.outputs import DroppedWriter
-        from herd.data.readers import Tally
+    class BenchExtract(CurationStage):
+        """herd's HTML extraction and the four datatrove filters, as one curation stage."""
 
-        steps = [stage_reader(cfg, inputs), Tally("in"), HtmlExtractor("herd")]
-        steps += [ReadErrorFilter(DroppedWriter(output, "read")), *quality_filters(lambda s: DroppedWriter(output, s))]
-        return [Phase("extract", [*steps, *stage_tail(output, check=False)], cfg.executor.tasks)]
+        name = "extract"
+        config: StepConfig
+
+        def phases(self, output: Path, work: Path) -> list[Phase]:
+            steps = [self.reader(), Tally("in"), HtmlExtractor("herd")]
+            steps += [ReadErrorFilter(DroppedWriter(output, "read"))]
+            steps += quality_filters(lambda s: DroppedWriter(output, s))
+            return [Phase("extract", [*steps, *stage_tail(output, check=False)], self.config.tasks)]
 
     start, cpu0 = time.perf_counter(), _cpu_s()
-    extract = run_curate_stage("extract", cfg, "bench", [corpus], out / "01_extract", extract_phases)
-    minhash = run_curate_stage("minhash", cfg, "bench", [out / "01_extract"], out / "02_minhash", _minhash_phases)
+    extract = run_stage(BenchExtract.from_config(cfg, corpus, out / "01_extract"))
+    minhash = run_stage(Minhash.from_config(cfg, out / "01_extract", out / "02_minhash"))
     wall, cpu = time.perf_counter() - start, _cpu_s() - cpu0
     return {
         "docs_in": extract.counts["in"],

@@ -100,6 +100,9 @@ def _apply_override(cls: type, data: dict[str, Any], text: str) -> None:
         if not isinstance(child, dict):
             raise ctx.error(f"'{'.'.join(parts[: i + 1])}' is {_got(child)}, not a table")
         node = child
+    old = node.get(parts[-1])
+    if dataclasses.is_dataclass(_strip_none(tp)) and isinstance(old, dict) and isinstance(value, dict):
+        value = merge_tables(old, value)  # a table for a config section sets those keys, keeps the rest
     node[parts[-1]] = value
 
 

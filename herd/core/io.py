@@ -112,13 +112,15 @@ def sha256_path(path: str | Path) -> str:
 
 
 def list_files(folder: str | Path) -> list[str]:
-    """Sorted POSIX relative paths of the files under `folder`, without MANIFEST.json files."""
+    """Sorted POSIX relative paths of the files under `folder`, without its own MANIFEST.json (those of
+    stages nested inside it are outputs: a nested stage whose manifest is gone is not finished)."""
     folder = Path(folder)
     out = []
     for root, _dirs, files in os.walk(folder):
         for name in files:
-            if name != MANIFEST_NAME:
-                out.append((Path(root) / name).relative_to(folder).as_posix())
+            rel = (Path(root) / name).relative_to(folder).as_posix()
+            if rel != MANIFEST_NAME:
+                out.append(rel)
     return sorted(out)
 
 

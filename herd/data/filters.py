@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -32,21 +33,15 @@ _WORDS = re.compile(r"\w+", re.UNICODE)
 GOPHER_DUP_NGRAM = {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
 
 
-_last_words: tuple[str, list[str]] = ("", [])
-
-
+@functools.lru_cache(maxsize=1)
 def words(text: str) -> list[str]:
     """Lower-cased word tokens (CJK runs count as words; good enough for ratios).
 
     The filters of one phase see the same document one after another: the last text's words are kept
-    (matched by identity, so a changed text is split afresh). Callers must not modify the list.
+    (a one-entry cache; str caches its own hash, so a hit costs one comparison). Callers must not
+    modify the list.
     """
-    global _last_words
-    if text is _last_words[0]:
-        return _last_words[1]
-    out = _WORDS.findall(text.lower())
-    _last_words = (text, out)
-    return out
+    return _WORDS.findall(text.lower())
 
 
 class HerdFilter(BaseFilter):

@@ -305,11 +305,3 @@ class Trainer:
         self.metrics.close()
         self.par.barrier()
         return summary
-
-
-def pretrain(cfg: PretrainConfig) -> dict:
-    """`herd pretrain`: run (or resume) the pretraining stage; its summary numbers."""
-    from herd.core.stage import run_stage
-    from herd.train.stage import PretrainStage
-
-    return dict(run_stage(PretrainStage(cfg), fresh=False).counts)

@@ -36,16 +36,16 @@ def overrides(run_dir: Path) -> list[str]:
         f"run_dir={run_dir}",
         f"corpus.documents={SLICE}",
         # The slice has no dirty-word lists (the bundled corpus build brings them): that filter is off.
-        "curate.overrides=['executor.workers=1', 'executor.tasks=1', 'heuristics.dirty_words_dir=\"\"']",
+        "curate.executor.workers=1", "curate.executor.tasks=1", 'curate.heuristics.dirty_words_dir=""',
         "tokenizer.vocab_size=768",
         "tokenize.val_fraction=0.1",
-        f"pretrain.overrides={pretrain}",
-        f"posttrain.overrides={posttrain}",
-        "eval.overrides=['tasks=[{name=\"arc_easy\", limit=10}]', 'robustness.enabled=false']",
-        "eval.base=false",
+        *(f"pretrain.{o}" for o in pretrain),
+        *(f"posttrain.{o}" for o in posttrain),
+        'eval.tasks=[{name="arc_easy", limit=10}]', "eval.robustness.enabled=false",
+        "eval_base=false",
         "report.prompts=['What is 2 plus 2?']",
         "report.max_new_tokens=8",
-    ]
+    ]  # fmt: skip
 
 
 def created(run_dir: Path, stage: str) -> str:
@@ -88,5 +88,5 @@ def test_recipe_killed_in_pretraining_resumes_and_reports(tmp_path: Path) -> Non
     lineage = json.loads((run_dir / "MANIFEST.json").read_text())
     stages = {Path(r["path"]).relative_to(run_dir).as_posix() for r in lineage["inputs"][1:]}
     assert {"curate/07_mix", "tokenizer", "tokens", "pretrain", "posttrain", "eval"} <= stages
-    chats = json.loads((run_dir / "report" / "chats.json").read_text())["chats"]
+    chats = json.loads((run_dir / "report" / "MANIFEST.json").read_text())["counts"]["chats"]
     assert chats[0]["prompt"] == "What is 2 plus 2?" and {"base", "chat"} <= set(chats[0])

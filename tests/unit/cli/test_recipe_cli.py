@@ -17,9 +17,9 @@ def test_dry_run_plans_real_scale_configs(config: str, layout: str, capsys) -> N
 
 
 def test_override_after_a_flag_is_checked_and_names_the_nearest_key(capsys) -> None:
-    code = main(["recipe", "configs/recipe/tiny.toml", "--dry-run", "pretrain.overrides=['optim.lrr=1e-3']"])
+    code = main(["recipe", "configs/recipe/tiny.toml", "--dry-run", "pretrain.optim.lrr=1e-3"])
     assert code == 2
-    assert "did you mean 'optim.lr'" in capsys.readouterr().err
+    assert "did you mean 'pretrain.optim.lr'" in capsys.readouterr().err
 
 
 def test_dry_run_of_the_tiny_recipe_plans_its_own_tokenizer(capsys) -> None:

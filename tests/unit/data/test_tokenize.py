@@ -117,7 +117,7 @@ def test_stages_skip_rerun_and_carry_their_tokenizer(tmp_path: Path) -> None:
     assert run_stage(TokenizeStage(cfg)).created == m.created  # same inputs and config: skipped
     run_stage(TokenizerStage(TokenizerTrainConfig(**{**vars(tcfg), "vocab_size": 550})))
     m2 = run_stage(TokenizeStage(cfg))  # the tokenizer changed under the same path: tokenize runs again
-    assert m2.created != m.created and load_tokenizer(tmp_path / "t").vocab_size == 550
+    assert m2.key != m.key and load_tokenizer(tmp_path / "t").vocab_size == 550
     # An HF tokenizer.json folder: saved as tokenizer.json beside the shards, loadable from the folder.
     hf = tmp_path / "hf"
     hf.mkdir()
