@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 # model_config and summed_token_loss live in build and step; recipe, scaling and benchmarks import them here.
-__all__ = ["Trainer", "model_config", "pretrain", "summed_token_loss"]
+__all__ = ["Trainer", "model_config", "summed_token_loss"]
 
 
 class Trainer:

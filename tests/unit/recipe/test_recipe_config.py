@@ -83,7 +83,7 @@ def test_typo_in_the_recipe_file_names_the_full_path(tmp_path: Path) -> None:
 
 
 def test_a_wired_path_set_by_hand_is_an_error_not_silently_replaced() -> None:
-    with pytest.raises(ConfigError, match="pretrain.data.shards is wired by the recipe"):
+    with pytest.raises(ConfigError, match=r"pretrain\.data\.shards is wired by the recipe"):
         load_recipe(TINY, ["pretrain.data.shards=elsewhere"])
 
 
