@@ -68,7 +68,7 @@ def run_herd(corpus: Path, out: Path) -> dict[str, Any]:
     """herd's stages on the common work: extract + the four filters, then MinHash."""
     from herd.core.config import from_dict
     from herd.core.stage import run_stage
-    from herd.data.curate_stage import CurationStage, StepConfig, stage_tail
+    from herd.data.curate_stage import CurationStage, stage_tail
     from herd.data.executor import Phase
     from herd.data.extract import HtmlExtractor
     from herd.data.filters import ReadErrorFilter
@@ -89,8 +89,7 @@ def run_herd(corpus: Path, out: Path) -> dict[str, Any]:
     class BenchExtract(CurationStage):
         """herd's HTML extraction and the four datatrove filters, as one curation stage."""
 
-        name = "extract"
-        config: StepConfig
+        name = "extract"  # its config is CurationStage's StepConfig: reading and the task split
 
         def phases(self, output: Path, work: Path) -> list[Phase]:
             steps = [self.reader(), Tally("in"), HtmlExtractor("herd")]
