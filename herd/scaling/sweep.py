@@ -3,7 +3,8 @@
 Tokens per run come from the model's own accounting, D = C / flops_per_token(N, seq_len), rounded to
 whole optimizer steps (the run records the FLOPs it actually spent). Each run uses the paper's
 scaling-run schedule scaled to its length: linear warmup, cosine to 0.1 × peak over the run, weight decay
-0.1 × the current LR. Finished runs leave `result.json`; an interrupted one resumes from its checkpoints.
+0.1 × the current LR. Each run is a Stage (`ScalingRun`): a finished one is skipped by the runner and
+leaves `result.json`; an interrupted one resumes from its checkpoints.
 Runs are claimed with an OS file lock, so several `herd scaling sweep` processes (or `workers`) can share
 one grid without training a run twice.
 """
@@ -22,17 +23,19 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from herd.core.config import from_dict
 from herd.core.io import atomic_write_text
 from herd.core.logging import get_logger
-from herd.scaling.config import ScalingConfig, SizeSection
+from herd.core.stage import Stage, finished, run_stage
+from herd.scaling.config import BenchmarkSection, ScalingConfig, SizeSection
 from herd.train.config import PretrainConfig
 
 log = get_logger(__name__)
 
 RESULT = "result.json"
+TOKENIZER = "tokenizer.model"  # written beside token shards by the tokenize stage
 SWEEP_LOG = "sweeps.jsonl"  # one line per `sweep` call: wall time, runs trained, workers
 
 
@@ -82,9 +85,11 @@ def cut_windows(src: Path, out: Path, length: int) -> Path:
     The loader reads a document's tokens consecutively, so with whole files as documents one optimizer
     step sees one or two files and the last steps of a run decide its loss: on the stdlib corpus two seeds
     of one run differed by up to 0.12 nats. With windows of seq_len + 1 as documents, each row of a batch
-    is one window from a random file and every label keeps its full context. The manifest carries the
-    tokenize stage's `tokenizer`, which herd.train copies into the exported models (the benchmark needs it)."""
-    from herd.core.manifest import Manifest
+    is one window from a random file and every label keeps its full context. The tokenizer the shards
+    were made with (`tokenizer.model` beside them) is carried along: herd.train copies it into the
+    exported models, which the benchmark needs."""
+    import shutil
+
     from herd.core.stage import run_fn
     from herd.data.shards import TokenShard, write_shard
 
@@ -105,11 +110,13 @@ def cut_windows(src: Path, out: Path, length: int) -> Path:
             dest.parent.mkdir(parents=True, exist_ok=True)
             write_shard(dest, pieces, shard.vocab_size)
             windows += len(pieces)
+        if tokenizer.is_file():
+            shutil.copyfile(tokenizer, tmp / TOKENIZER)
         return {"windows": windows, "tokens_kept": kept, "tokens_dropped": dropped}
 
-    upstream = Manifest.find(src)
-    tokenizer = upstream.config.get("tokenizer", "") if upstream else ""
-    run_fn("windows", bins, {"length": length, "tokenizer": tokenizer}, out, stage)
+    tokenizer = src / TOKENIZER
+    inputs = [*bins, *([tokenizer] if tokenizer.is_file() else [])]
+    run_fn("windows", inputs, {"length": length}, out, stage, version=2)  # 2: carries tokenizer.model
     return out
 
 
@@ -130,23 +137,9 @@ class RunSpec:
     holdout: bool
     run_dir: str
 
-    @property
-    def done(self) -> bool:
-        return (Path(self.run_dir) / RESULT).is_file()
-
 
 def run_name(budget: float, size: str) -> str:
     return f"C{budget:.2e}-{size}".replace("+", "")
-
-
-def recorded_tokenizer(shards: Path) -> str:
-    """The tokenizer the shards were made with, as their stage recorded it (tokenize, or cut_windows
-    passing it on): the runs' exports carry it so the benchmark can score them. "" when unknown."""
-    from herd.core.manifest import Manifest
-
-    upstream = Manifest.find(shards)
-    name = str(upstream.config.get("tokenizer") or "") if upstream else ""
-    return name if name == "llama3" or (name and Path(name).exists()) else ""
 
 
 def pretrain_config(
@@ -160,7 +153,7 @@ def pretrain_config(
         "run_dir": run_dir,
         "seed": cfg.seed,
         "model": {**model, "max_seq_len": max(cfg.seq_len, 2048), "attn_impl": "sdpa"},
-        "data": {"shards": str(shards), "seed": cfg.seed, "tokenizer": recorded_tokenizer(shards)},
+        "data": {"shards": str(shards), "seed": cfg.seed, "tokenizer": ""},
         "optim": {"lr": lr, "weight_decay": cfg.weight_decay},
         "schedule": {"warmup_steps": warmup, "total_steps": steps, "min_lr": cfg.min_lr_ratio * lr, "max_steps": steps},
         "ramp": {
@@ -224,46 +217,81 @@ def claim(run_dir: Path) -> Iterator[bool]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+@dataclass
+class RunConfig:
+    """What one run's result depends on: its pretraining config and the benchmark it is scored on."""
+
+    pretrain: PretrainConfig
+    benchmark: BenchmarkSection
+    device: str
+
+
+@dataclass
+class ScalingRun(Stage):
+    """One run of the grid as a stage: pretraining, then the downstream benchmark; `result.json` and the
+    manifest's counts hold its numbers. Resumable: an interrupted run continues from its checkpoints."""
+
+    name: ClassVar[str] = "scaling-run"
+    resumable: ClassVar[bool] = True
+    config: RunConfig
+    spec: RunSpec
+
+    @property
+    def out(self) -> Path:
+        return Path(self.spec.run_dir)
+
+    def inputs(self) -> list[Path]:
+        return [Path(self.config.pretrain.data.shards)]
+
+    def run(self, workdir: Path) -> dict[str, Any]:
+        import torch
+
+        from herd.train.loop import Trainer
+
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+        start, cpu = time.perf_counter(), time.process_time()
+        summary = Trainer(self.config.pretrain).fit()
+        result: dict[str, Any] = {**asdict(self.spec), "val_loss": summary["held_out_loss_last"]}
+        result["train_seconds"] = time.perf_counter() - start
+        result.update(score(self.config.benchmark, self.config.device, workdir / "final"))
+        result["seconds"] = time.perf_counter() - start
+        # CPU time of this process: what the run costs on an idle core (wall time counts other jobs' share)
+        result["cpu_seconds"] = time.process_time() - cpu
+        atomic_write_text(workdir / RESULT, json.dumps(result, indent=2) + "\n")
+        log.info("%s: val loss %.4f in %.0fs", workdir, result["val_loss"], result["seconds"])
+        return result
+
+
+def scaling_run(cfg: ScalingConfig, spec: RunSpec, shards: Path) -> ScalingRun:
+    size = next(s for s in cfg.sizes if s.name == spec.size)
+    pcfg = pretrain_config(cfg, size, shards, spec.run_dir, spec.steps, spec.batch_tokens)
+    return ScalingRun(RunConfig(pcfg, cfg.benchmark, cfg.device), spec)
+
+
 def run_one(cfg: ScalingConfig, spec: RunSpec, shards: Path) -> dict[str, Any] | None:
-    """Train (or resume) one run, score the benchmark, write result.json; None if another process has it."""
-    import torch
-
-    from herd.train.loop import Trainer
-
-    if spec.done:
-        return load_result(Path(spec.run_dir))
+    """Train (or resume) one run and score it, unless it is finished; None if another process has it."""
     with claim(Path(spec.run_dir)) as mine:
         if not mine:
             log.info("skip %s: another process is training it", spec.run_dir)
             return None
-        if spec.done:  # finished while we waited for the lock
-            return load_result(Path(spec.run_dir))
-        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-        size = next(s for s in cfg.sizes if s.name == spec.size)
-        start, cpu = time.perf_counter(), time.process_time()
-        pcfg = pretrain_config(cfg, size, shards, spec.run_dir, spec.steps, spec.batch_tokens)
-        summary = Trainer(pcfg).fit()
-        result: dict[str, Any] = {**asdict(spec), "val_loss": summary["held_out_loss_last"]}
-        result["train_seconds"] = time.perf_counter() - start
-        result.update(benchmark(cfg, Path(spec.run_dir) / "final"))
-        result["seconds"] = time.perf_counter() - start
-        # CPU time of this process: what the run costs on an idle core (wall time counts other jobs' share)
-        result["cpu_seconds"] = time.process_time() - cpu
-        atomic_write_text(Path(spec.run_dir) / RESULT, json.dumps(result, indent=2) + "\n")
-        log.info("%s: val loss %.4f in %.0fs", spec.run_dir, result["val_loss"], result["seconds"])
-        return result
+        # The runner skips a finished run (same config, shards and code version) and resumes a killed one.
+        return dict(run_stage(scaling_run(cfg, spec, shards), fresh=False).counts)
 
 
 def benchmark(cfg: ScalingConfig, model_dir: Path) -> dict[str, Any]:
+    """The sweep's benchmark on one exported model (see `score`)."""
+    return score(cfg.benchmark, cfg.device, model_dir)
+
+
+def score(b: BenchmarkSection, device: str, model_dir: Path) -> dict[str, Any]:
     """Normalized NLL of the correct answer (per character of the answer text, the normalization of
     lm-eval's acc_norm) and accuracy; {} with a note when the task's data is not on this machine."""
     from herd.scaling.downstream import score_task
 
-    b = cfg.benchmark
     if not (b.task or b.path):
         return {}
     try:
-        return score_task(model_dir, b.task, b.path, b.limit, cfg.device)
+        return score_task(model_dir, b.task, b.path, b.limit, device)
     except FileNotFoundError as e:  # herd.eval's DataMissing included
         log.warning("benchmark skipped: %s", e)
         return {"benchmark_skipped": str(e)}
@@ -286,7 +314,7 @@ def run_sweep(cfg: ScalingConfig, workers: int | None = None) -> list[dict[str, 
     start = time.perf_counter()
     shards = prepare_shards(cfg)
     specs = plan(cfg, shards)
-    todo = [s for s in specs if not s.done]
+    todo = [s for s in specs if finished(scaling_run(cfg, s, shards)) is None]
     workers = max(1, workers or cfg.workers)
     log.info("sweep: %d runs, %d to train, %d worker(s)", len(specs), len(todo), workers)
     # Larger runs first: the last worker to finish then waits on a short run, not a long one.

@@ -10,10 +10,11 @@ import pytest
 
 from herd.cli.main import main
 from herd.core.config import from_dict, load_config
+from herd.core.stage import finished
 from herd.model.config import flops_per_token
 from herd.scaling.analyze import analyze
 from herd.scaling.config import ScalingConfig
-from herd.scaling.sweep import RESULT, benchmark, claim, cut_windows, plan, pretrain_config, run_one
+from herd.scaling.sweep import RESULT, benchmark, claim, cut_windows, plan, pretrain_config, run_one, scaling_run
 from herd.train.loop import model_config
 
 REPO = Path(__file__).resolve().parents[3]
@@ -59,8 +60,8 @@ def test_windows_cut_every_document_and_keep_the_layout(tmp_path, token_dir):
         first = next(d for d in whole.docs() if len(d) >= 66)
         assert any(np.array_equal(first[33:66], w) for w in cut.docs())  # windows are slices of documents
     manifest = (out / "MANIFEST.json").stat().st_mtime_ns
-    tokenizer = json.loads((token_dir / "MANIFEST.json").read_text())["config"]["tokenizer"]
-    assert json.loads((out / "MANIFEST.json").read_text())["config"]["tokenizer"] == tokenizer  # for exports
+    # The tokenizer beside the shards goes along: the trainer copies it into the exports (for the benchmark).
+    assert (out / "tokenizer.model").read_bytes() == (token_dir / "tokenizer.model").read_bytes()
     cut_windows(token_dir, out, 33)
     assert (out / "MANIFEST.json").stat().st_mtime_ns == manifest  # done: skipped
 
@@ -91,7 +92,7 @@ def test_one_run_trains_scores_resumes_and_locks(tmp_path, token_dir):
     with claim(Path(other.run_dir)) as mine:
         assert mine
         assert run_one(cfg, other, token_dir) is None  # another process holds it
-    assert not other.done
+    assert finished(scaling_run(cfg, other, token_dir)) is None
 
 
 def test_missing_benchmark_data_is_skipped_cleanly(tmp_path, token_dir):
