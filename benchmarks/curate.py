@@ -34,6 +34,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from machine import cpu_name
+
 TASKS = 2  # the machine's cores; both chains split the input files the same way
 
 
@@ -269,16 +271,6 @@ def extraction_scores(sources: Path, pages: int) -> dict:
 # ---------------------------------------------------------------- main
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--corpus", default="runs/corpus")
@@ -348,7 +340,7 @@ def main() -> int:
     cpu_ratios = [r["ratio_cpu"] for r in runs]
     result = {
         "machine": platform.platform(),
-        "processor": _cpu_model(),
+        "processor": cpu_name(),
         "cpus": os.cpu_count(),
         "load_avg_1m": {"min": min(load), "max": max(load), "samples": [round(x, 2) for x in load]},
         "python": platform.python_version(),
