@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from herd.core.stage import StageFailed
+
 COMMANDS = (
     "model",
     "generate",
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as e:
+    except (ValueError, FileNotFoundError, KeyError, StageFailed) as e:
         # Bad input is reported as one line; tracebacks are for bugs.
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"herd {args.command}: error: {msg}", file=sys.stderr)

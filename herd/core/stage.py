@@ -35,6 +35,10 @@ log = get_logger(__name__)
 STARTED_NAME = ".stage-key"
 
 
+class StageFailed(RuntimeError):
+    """A stage that cannot go on for a reason the user can act on (one line, names the setting); not a bug."""
+
+
 class Stage(abc.ABC):
     """One step of the recipe: files in → files out + MANIFEST.json.
 

@@ -50,8 +50,8 @@ class Checkpointer:
         self.is_main, self.barrier = is_main, barrier
 
     def save(self, step: int, model: torch.nn.Module, optim: torch.optim.Optimizer, train_state: dict) -> Path:
-        final = self.folder / f"step-{step:08d}"
-        tmp = self.folder / f".step-{step:08d}.tmp"
+        final = self.folder / self.name(step)
+        tmp = self.folder / f".{self.name(step)}.tmp"
         if self.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
         self.barrier()
@@ -69,6 +69,11 @@ class Checkpointer:
         self._prune()
         self.barrier()
         return final
+
+    @staticmethod
+    def name(step: int) -> str:
+        """The folder name of the checkpoint taken after `step` steps."""
+        return f"step-{step:08d}"
 
     def _prune(self) -> None:
         for old in self.list()[: -self.keep] if self.keep > 0 else []:
@@ -99,9 +104,14 @@ class Checkpointer:
                 return f"{name} does not match its sha256"
         return None
 
-    def load_latest(self, model: torch.nn.Module, optim: torch.optim.Optimizer) -> dict | None:
-        """Restore the newest trustworthy checkpoint into model and optim; return its train state."""
+    def load_latest(
+        self, model: torch.nn.Module, optim: torch.optim.Optimizer, skip: Callable[[Path], bool] = lambda c: False
+    ) -> dict | None:
+        """Restore the newest trustworthy checkpoint (that `skip` does not exclude) into model and optim;
+        return its train state, or None when there is none."""
         for ckpt in reversed(self.list()):
+            if skip(ckpt):
+                continue
             why = self.problem(ckpt)
             if why:
                 log.warning("checkpoint %s is unusable (%s); trying the previous one", ckpt, why)

@@ -87,6 +87,9 @@ class GuardSection:
     ema: float = 0.98
     warmup_steps: int = 20  # no spike test until the EMA has settled
     max_skips: int = 5  # consecutive skips before rolling back to the last checkpoint
+    # Rollbacks to one checkpoint before trying the one before it; when none is left the run fails (a fault
+    # that survives every rollback, e.g. a learning rate that always diverges, must not loop forever).
+    max_rollbacks: int = 3
 
 
 @dataclass

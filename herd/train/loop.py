@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ import torch
 from herd.core.config import save_resolved
 from herd.core.logging import get_logger, progress
 from herd.core.runtime import pick_device, pick_dtype, seed_everything
+from herd.core.stage import StageFailed
 from herd.data.loader import Batch, MixSchedule, TokenLoader, split_sources
 from herd.data.shards import TokenShard
 from herd.model.config import flops_per_token
@@ -77,6 +79,7 @@ class Trainer:
         self.main_mix = cfg.mix_schedule(self._token_weights())
         self.loader = TokenLoader(self.sources, self.main_mix, seed=cfg.data.seed, chunk_tokens=cfg.data.chunk_tokens)
         self.state = TrainState()
+        self.rollbacks_to: Counter[str] = Counter()  # checkpoint folder name → rollbacks to it in this process
         self.ckpt = Checkpointer(
             self.run_dir / "checkpoints", cfg.checkpoint.keep, cfg.checkpoint.verify, self.par.is_main, self.par.barrier
         )
@@ -125,16 +128,27 @@ class Trainer:
             self._rollback()
 
     def _rollback(self) -> None:
-        """Back to the last checkpoint's weights and optimizer; the loader keeps going past the bad data."""
+        """Back to the last checkpoint's weights and optimizer; the loader keeps going past the bad data.
+        A checkpoint already rolled back to `guard.max_rollbacks` times is passed over for the one before it."""
+        g = self.cfg.guard
         loader_state = self.loader.state_dict()
         skipped, rollbacks = self.state.skipped, self.state.rollbacks
-        train_state = self.ckpt.load_latest(self.model, self.optim)
+        train_state = self.ckpt.load_latest(
+            self.model, self.optim, lambda c: self.rollbacks_to[c.name] >= g.max_rollbacks
+        )
         if train_state is None:
-            raise RuntimeError(f"{self.cfg.guard.max_skips} skipped updates in a row and no checkpoint to roll back to")
+            tried = ", ".join(f"{n} ×{k}" for n, k in sorted(self.rollbacks_to.items())) or "no checkpoint"
+            raise StageFailed(
+                f"pretrain: {g.max_skips} skipped updates in a row after {rollbacks} rollbacks ({tried}; "
+                f"guard.max_rollbacks={g.max_rollbacks}) and no checkpoint left to roll back to: lower optim.lr "
+                "or check the data"
+            )
+        self.rollbacks_to[Checkpointer.name(train_state["state"]["step"])] += 1
         self.state = dataclasses.replace(TrainState(**train_state["state"]), skipped=skipped, rollbacks=rollbacks + 1)
         self._apply_phase()
         self.loader.load_state_dict(loader_state)
-        log.warning("rolled back to step %d after %d skipped updates", self.state.step, self.cfg.guard.max_skips)
+        log.warning("rolled back to step %d after %d skipped updates (rollback %d)", self.state.step, g.max_skips,
+                    rollbacks + 1)  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ phases
     def _apply_phase(self) -> None:

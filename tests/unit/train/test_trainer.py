@@ -155,3 +155,26 @@ def test_long_context_stage_gates_and_rope(token_dir, tmp_path) -> None:
     assert load_model(tmp_path / "base").cfg.rope_theta == 1_000_000.0
     records = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r.get("kind") == "train"]
     assert {r["seq_len"] for r in records if r["phase"] == "long"} == {256}
+
+
+def test_a_persistent_fault_rolls_back_a_bounded_number_of_times_then_fails(token_dir, tmp_path, monkeypatch) -> None:
+    """Issue 16: a loss that never recovers once rolled back to the same checkpoint forever. Now each
+    checkpoint is tried `guard.max_rollbacks` times, then the one before it, then one line with the count."""
+    import pytest
+
+    from herd.core.stage import StageFailed
+    from herd.train import guard
+
+    t = Trainer(config(token_dir, tmp_path, "guard.max_skips=2", "guard.max_rollbacks=2", "checkpoint.keep=3"))
+    for _ in range(2):
+        t.train_step()
+        t.save()  # checkpoints at steps 1 and 2
+    monkeypatch.setattr(guard, "skip_reason", lambda loss, s, g: "nonfinite_loss")  # a fault that never clears
+    steps = 0
+    with pytest.raises(StageFailed) as e:  # the CLI prints it as one line
+        while steps < 100:
+            t.train_step()
+            steps += 1
+    message = str(e.value)
+    assert "\n" not in message and "4 rollbacks" in message and "guard.max_rollbacks=2" in message
+    assert t.state.rollbacks == 4 and steps == 5 * 2 - 1  # 2 skips per rollback; the 5th rollback fails
