@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import tomllib
 import types
 import typing
@@ -133,6 +134,13 @@ def _wants_str(tp: Any) -> bool:
     return get_origin(base) is Literal and all(isinstance(a, str) for a in get_args(base))
 
 
+def at_least(section: Any, **minimums: float) -> None:
+    """For a config section's `__post_init__`: each named field >= its minimum (the error names the field)."""
+    for name, low in minimums.items():
+        if getattr(section, name) < low:
+            raise ValueError(f"{name} must be >= {low:g}, got {getattr(section, name)!r}")
+
+
 # ---------------------------------------------------------------- building and type checks
 
 
@@ -209,8 +217,9 @@ def _convert_scalar(tp: Any, value: Any) -> Any:
         return value if isinstance(value, bool) else _BAD
     if tp is int:
         return value if isinstance(value, int) and not isinstance(value, bool) else _BAD
-    if tp is float:
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else _BAD
+    if tp is float:  # nan and ±inf are never a setting: they slip past every range check
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        return float(value) if ok else _BAD
     if tp is str:
         return value if isinstance(value, str) else _BAD
     if tp is Path:
@@ -292,7 +301,8 @@ def _all_keys(cls: type, prefix: str = "") -> tuple[str, ...]:
 
 
 def _mismatch(ctx: _Ctx, key: str, tp: Any, value: Any) -> ConfigError:
-    return ctx.error(f"{key or '<root>'}: expected {_type_name(tp)}, got {_got(value)}")
+    want = "a finite float" if tp is float else _type_name(tp)
+    return ctx.error(f"{key or '<root>'}: expected {want}, got {_got(value)}")
 
 
 def _got(value: Any) -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from herd.core.config import at_least
 from herd.data.loader import MixSchedule, MixStage
 from herd.parallel.dims import ParallelConfig
 from herd.train.schedules import LRSchedule, Ramp, RampStage
@@ -56,6 +57,9 @@ class OptimSection:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
 
+    def __post_init__(self) -> None:
+        at_least(self, lr=1e-30, eps=0.0, weight_decay=0.0, grad_clip=0.0)
+
 
 @dataclass
 class ScheduleSection:
@@ -64,6 +68,9 @@ class ScheduleSection:
     min_lr: float = 0.0  # the floor (405B: 8e-7)
     max_steps: int = 0  # stop the main phase after this many steps (0: run to `tokens`)
     tokens: int = 0  # stop the main phase after this many tokens (0: run to `max_steps`)
+
+    def __post_init__(self) -> None:
+        at_least(self, warmup_steps=0, total_steps=1, min_lr=0.0, max_steps=0, tokens=0)
 
 
 @dataclass
@@ -77,6 +84,9 @@ class RampStageSection:
 class RampSection:
     stages: list[RampStageSection] = field(default_factory=lambda: [RampStageSection()])
     micro_batch_size: int = 8  # sequences per forward; the rest is gradient accumulation
+
+    def __post_init__(self) -> None:
+        at_least(self, micro_batch_size=1)
 
 
 @dataclass
