@@ -10,6 +10,8 @@ and the previous one is used.
 from __future__ import annotations
 
 import json
+import pathlib
+import pickle
 import shutil
 import warnings
 from collections.abc import Callable
@@ -32,6 +34,45 @@ log = get_logger(__name__)
 warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
 CHECKSUMS = "CHECKSUMS.json"
 TRAIN_STATE = "train_state.json"
+
+
+# What DCP's `.metadata` pickle names besides its own classes (torch 2.11–2.13): anything else in a run
+# folder's `.metadata` is refused, so a planted pickle cannot run code on resume.
+_METADATA_GLOBALS = {
+    ("torch", "Size"),
+    ("torch.serialization", "_get_layout"),
+    ("pathlib", "PosixPath"),
+    ("collections", "OrderedDict"),
+}
+
+
+class MetadataUnpickler(pickle.Unpickler):
+    """Unpickles DCP checkpoint metadata only: its own classes, dtypes and the few globals above."""
+
+    def find_class(self, module: str, name: str) -> object:
+        obj = super().find_class(module, name)
+        own = isinstance(obj, type) and obj.__module__.startswith("torch.distributed.checkpoint.")
+        if own or (module, name) in _METADATA_GLOBALS or (module == "torch" and isinstance(obj, torch.dtype)):
+            return obj
+        raise pickle.UnpicklingError(f"{module}.{name} is not checkpoint metadata")
+
+
+class SafeReader(dcp.FileSystemReader):
+    """DCP's file reader with the metadata read by `MetadataUnpickler` instead of a bare `pickle.load`."""
+
+    def read_metadata(self, *args: object, **kwargs: object) -> object:
+        from torch.distributed.checkpoint.metadata import StorageMeta
+
+        path = pathlib.Path(self.path) / ".metadata"
+        try:
+            with open(path, "rb") as f:
+                metadata = MetadataUnpickler(f).load()
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
+            raise ValueError(f"{path}: not a DCP checkpoint's metadata ({e})") from None
+        if getattr(metadata, "storage_meta", None) is None:
+            metadata.storage_meta = StorageMeta()
+        metadata.storage_meta.load_id = self.load_id
+        return metadata
 
 
 class Checkpointer:
@@ -123,7 +164,9 @@ class Checkpointer:
         state = {"model": get_model_state_dict(model)}
         if optim is not None:
             state["optim"] = get_optimizer_state_dict(model, optim)
-        dcp.load(state, checkpoint_id=str(ckpt))
+        reader = SafeReader(str(ckpt))
+        reader.read_metadata()  # checked here, where its error is one line; DCP would wrap it in a traceback
+        dcp.load(state, storage_reader=reader)
         set_model_state_dict(model, state["model"])
         if optim is not None:
             set_optimizer_state_dict(model, optim, state["optim"])

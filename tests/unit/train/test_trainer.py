@@ -178,3 +178,30 @@ def test_a_persistent_fault_rolls_back_a_bounded_number_of_times_then_fails(toke
     message = str(e.value)
     assert "\n" not in message and "4 rollbacks" in message and "guard.max_rollbacks=2" in message
     assert t.state.rollbacks == 4 and steps == 5 * 2 - 1  # 2 skips per rollback; the 5th rollback fails
+
+
+def test_a_planted_metadata_pickle_does_not_run_on_resume(token_dir, tmp_path) -> None:
+    """Issue 16: DCP reads `.metadata` with pickle. A crafted one with matching CHECKSUMS.json ran code on
+    `herd pretrain`; now it is refused by a restricted unpickler, with one line naming the file."""
+    import hashlib
+    import pickle
+
+    import pytest
+
+    t = Trainer(config(token_dir, tmp_path / "run"))
+    t.train_step()
+    ckpt = t.save() or sorted((tmp_path / "run" / "checkpoints").glob("step-*"))[-1]
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').write('x')",))
+
+    meta = ckpt / ".metadata"
+    meta.write_bytes(pickle.dumps(Payload()))
+    sums = json.loads((ckpt / "CHECKSUMS.json").read_text())
+    sums[".metadata"] = {"size": meta.stat().st_size, "sha256": hashlib.sha256(meta.read_bytes()).hexdigest()}
+    (ckpt / "CHECKSUMS.json").write_text(json.dumps(sums))
+    with pytest.raises(ValueError, match=r"\.metadata: not a DCP checkpoint's metadata \(builtins\.exec") as e:
+        Trainer(config(token_dir, tmp_path / "run")).resume()
+    assert "\n" not in str(e.value) and not marker.exists()
