@@ -107,6 +107,9 @@ class CheckpointSection:
     every: int = 100
     keep: int = 3
     verify: bool = True  # hash checkpoint files on load and fall back to the previous on mismatch
+    # When the run folder holds checkpoints and none of them can be trusted, training stops with one line;
+    # true starts over from step 0 instead (the unusable checkpoints are then replaced).
+    start_over: bool = False
 
 
 @dataclass

@@ -246,6 +246,12 @@ class Trainer:
     def resume(self) -> bool:
         train_state = self.ckpt.load_latest(self.model, self.optim)
         if train_state is None:
+            found = self.ckpt.list()
+            if found and not self.cfg.checkpoint.start_over:
+                raise StageFailed(
+                    f"pretrain: none of the {len(found)} checkpoints in {self.ckpt.folder} can be trusted (see the "
+                    "warnings above); set checkpoint.start_over=true to train from step 0, or use another run_dir"
+                )
             return False
         self.state = phases.resumed(TrainState(**train_state["state"]), self.cfg)
         self._apply_phase()

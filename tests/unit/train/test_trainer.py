@@ -205,3 +205,20 @@ def test_a_planted_metadata_pickle_does_not_run_on_resume(token_dir, tmp_path) -
     with pytest.raises(ValueError, match=r"\.metadata: not a DCP checkpoint's metadata \(builtins\.exec") as e:
         Trainer(config(token_dir, tmp_path / "run")).resume()
     assert "\n" not in str(e.value) and not marker.exists()
+
+
+def test_every_checkpoint_unusable_stops_instead_of_starting_over(token_dir, tmp_path) -> None:
+    """Issue 16: with every checkpoint corrupt, training restarted from step 0 and overwrote them."""
+    import pytest
+
+    from herd.core.stage import StageFailed
+
+    t = Trainer(config(token_dir, tmp_path))
+    t.train_step()
+    t.save()
+    for f in (tmp_path / "checkpoints").glob("step-*/*.distcp"):
+        f.write_bytes(f.read_bytes()[:10])  # truncated: its size no longer matches CHECKSUMS.json
+    with pytest.raises(StageFailed, match="checkpoint.start_over=true") as e:
+        Trainer(config(token_dir, tmp_path)).resume()
+    assert "\n" not in str(e.value)
+    assert Trainer(config(token_dir, tmp_path, "checkpoint.start_over=true")).resume() is False  # asked for
