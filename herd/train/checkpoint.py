@@ -117,7 +117,14 @@ class Checkpointer:
         return f"step-{step:08d}"
 
     def _prune(self) -> None:
-        for old in self.list()[: -self.keep] if self.keep > 0 else []:
+        """Keep the newest `keep` checkpoints that pass the size check; the others (older, or unusable) go.
+        The last trustworthy checkpoint is therefore never deleted, whatever is newer than it."""
+        if self.keep <= 0:
+            return
+        found = self.list()
+        usable = [c for c in found if self.problem(c, hashes=False) is None]
+        for old in set(found) - set(usable[-self.keep :]):
+            log.info("pruning checkpoint %s%s", old, "" if old in usable else " (unusable)")
             shutil.rmtree(old, ignore_errors=True)
 
     def list(self) -> list[Path]:
@@ -126,22 +133,27 @@ class Checkpointer:
             return []
         return sorted(p for p in self.folder.iterdir() if p.is_dir() and p.name.startswith("step-"))
 
-    def problem(self, ckpt: Path) -> str | None:
-        """Why `ckpt` cannot be trusted, or None."""
+    def problem(self, ckpt: Path, hashes: bool = True) -> str | None:
+        """Why `ckpt` cannot be trusted, or None (`hashes=False`: file sizes only, the cheap check)."""
         sums_file = ckpt / CHECKSUMS
         if not sums_file.is_file():
             return "no CHECKSUMS.json"
         try:
             sums = json.loads(sums_file.read_text())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):
             return "CHECKSUMS.json is corrupt"
+        if not isinstance(sums, dict) or not all(
+            isinstance(w, dict) and isinstance(w.get("size"), int) and isinstance(w.get("sha256"), str)
+            for w in sums.values()
+        ):
+            return "CHECKSUMS.json is not {file: {size, sha256}}"
         for name, want in sums.items():
             f = ckpt / name
             if not f.is_file():
                 return f"{name} is missing"
             if f.stat().st_size != want["size"]:
                 return f"{name} has {f.stat().st_size} bytes, expected {want['size']}"
-            if self.verify and sha256_file(f) != want["sha256"]:
+            if hashes and self.verify and sha256_file(f) != want["sha256"]:
                 return f"{name} does not match its sha256"
         return None
 

@@ -218,7 +218,26 @@ def test_every_checkpoint_unusable_stops_instead_of_starting_over(token_dir, tmp
     t.save()
     for f in (tmp_path / "checkpoints").glob("step-*/*.distcp"):
         f.write_bytes(f.read_bytes()[:10])  # truncated: its size no longer matches CHECKSUMS.json
-    with pytest.raises(StageFailed, match="checkpoint.start_over=true") as e:
+    with pytest.raises(StageFailed, match=r"checkpoint\.start_over=true") as e:
         Trainer(config(token_dir, tmp_path)).resume()
     assert "\n" not in str(e.value)
     assert Trainer(config(token_dir, tmp_path, "checkpoint.start_over=true")).resume() is False  # asked for
+
+
+def test_pruning_keeps_the_last_trustworthy_checkpoint(token_dir, tmp_path) -> None:
+    """Issue 16: pruning by name deleted good checkpoints and kept corrupt ones. Now the newest `keep`
+    usable checkpoints stay and unusable ones go."""
+    t = Trainer(config(token_dir, tmp_path, "checkpoint.keep=2"))
+    for _ in range(3):
+        t.train_step()
+        t.save()
+    folder = tmp_path / "checkpoints"
+    assert sorted(p.name for p in folder.glob("step-*")) == ["step-00000002", "step-00000003"]
+    for f in (folder / "step-00000003").glob("*.distcp"):
+        f.write_bytes(f.read_bytes()[:10])
+    assert "bytes, expected" in t.ckpt.problem(folder / "step-00000003")
+    (folder / "step-00000003" / "CHECKSUMS.json").write_text("[1, 2]")  # a wrong-shaped file: one line too
+    assert t.ckpt.problem(folder / "step-00000003") == "CHECKSUMS.json is not {file: {size, sha256}}"
+    t.train_step()
+    t.save()  # step 4: by name, 2 would go and the corrupt 3 stay
+    assert sorted(p.name for p in folder.glob("step-*")) == ["step-00000002", "step-00000004"]
