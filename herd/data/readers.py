@@ -8,10 +8,9 @@ must lose nothing, so `HerdReader` turns every unreadable record into a Document
 from __future__ import annotations
 
 import gzip
-import io
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -229,33 +228,33 @@ def _lines(raw: Any, filepath: str) -> Iterator[bytes]:
     if filepath.endswith(".zst"):
         import zstandard
 
-        stream: Any = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True))
+        yield from _decompressed_lines(raw, zstandard.ZstdDecompressor().decompressobj, "zstd frame")
     elif filepath.endswith(".gz"):
-        yield from _gunzip_lines(raw)
-        return
+        yield from _decompressed_lines(raw, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), "gzip stream")
     else:
-        stream = raw
-    yield from stream
+        yield from raw
 
 
-def _gunzip_lines(raw: Any) -> Iterator[bytes]:
-    """Lines of a gzip stream as they decompress, so a truncated file still gives its complete lines first."""
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    buf = b""
+def _decompressed_lines(raw: Any, decompressor: Callable[[], Any], what: str) -> Iterator[bytes]:
+    """Lines of a compressed stream as they decompress, so a truncated file still gives its complete lines
+    first and then raises EOFError (its end marker is missing); several frames or members follow on."""
+    d = decompressor()
+    buf, started = b"", False
     while chunk := raw.read(1 << 16):
+        started = True
         while chunk:
             buf += d.decompress(chunk)
             chunk = b""
-            if d.eof and d.unused_data:  # a multi-member gzip file: the next member starts here
+            if d.eof and d.unused_data:  # the next frame (zstd) or member (gzip) starts here
                 chunk = d.unused_data
-                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                d = decompressor()
         *lines, buf = buf.split(b"\n")
         for line in lines:
             yield line + b"\n"
     if buf:
         yield buf
-    if not d.eof:
-        raise EOFError("gzip stream ended before its end marker (truncated file)")
+    if started and not d.eof:  # an empty file holds no records; a stream cut short lost some
+        raise EOFError(f"{what} ended before its end marker (truncated file)")
 
 
 def _error_doc(

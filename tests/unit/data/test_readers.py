@@ -100,3 +100,20 @@ def test_iter_documents_reads_kept_shards_and_text(tmp_path: Path) -> None:
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "p.txt").write_text("plain")
     assert [d["text"] for d in iter_documents(tmp_path / "plain")] == ["plain"]
+
+
+@pytest.mark.parametrize("cut", [0.1, 0.5, 0.9])
+def test_a_truncated_zst_archive_keeps_its_whole_lines_and_reports_the_cut(tmp_path: Path, cut: float) -> None:
+    """Issue 16: a truncated .jsonl.zst lost records with nothing reported (zstd's stream reader stops
+    quietly). Now the complete lines before the cut are read and the cut is one `truncated_archive`."""
+    zstandard = pytest.importorskip("zstandard")
+    rows = "".join(json.dumps({"text": f"record {i} " + "w" * (i % 13)}) + "\n" for i in range(20_000))
+    whole = zstandard.ZstdCompressor(level=3).compress(rows.encode())
+    (tmp_path / "cut.jsonl.zst").write_bytes(whole[: int(len(whole) * cut)])
+    (tmp_path / "empty.jsonl.zst").write_bytes(b"")  # no frame at all: no records, nothing lost
+    docs = read(tmp_path)
+    kept = [d for d in docs if not d.metadata.get("read_error")]
+    reasons = [d.metadata["read_error"] for d in docs if d.metadata.get("read_error")]
+    assert reasons.count("truncated_archive") == 1 and set(reasons) <= {"truncated_archive", "malformed_json"}
+    assert [d.text for d in kept] == [json.loads(r)["text"] for r in rows.splitlines()[: len(kept)]]
+    assert 0 < len(kept) < 20_000 or cut == 0.1
