@@ -301,7 +301,8 @@ def _all_keys(cls: type, prefix: str = "") -> tuple[str, ...]:
 
 
 def _mismatch(ctx: _Ctx, key: str, tp: Any, value: Any) -> ConfigError:
-    want = "a finite float" if tp is float else _type_name(tp)
+    nonfinite = tp is float and isinstance(value, float) and not math.isfinite(value)
+    want = "a finite float" if nonfinite else _type_name(tp)
     return ctx.error(f"{key or '<root>'}: expected {want}, got {_got(value)}")
 
 
