@@ -21,7 +21,8 @@ def _sibling(path: Path, tag: str) -> Path:
     return path.parent / f".{path.name}.{tag}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Flush `folder`'s entries to disk: a rename into it (or a file made in it) survives a power cut."""
     # Makes the rename itself durable; some platforms cannot open a folder, which is fine to skip.
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
@@ -45,7 +46,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -82,7 +83,7 @@ def _replace_dir(tmp: Path, final: Path) -> None:
             os.replace(old, final)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     if old is not None:
         if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)

@@ -81,6 +81,8 @@ class _Source:
 
     def __init__(self, shards: Sequence[Path], seed: int, rank: int, world: int, chunk: int = 0) -> None:
         self.shards = [TokenShard(p) for p in shards]
+        for shard in self.shards:
+            shard.check_ids()
         self.chunk = chunk
         lengths = [np.diff(np.asarray(s.offsets, dtype=np.int64)) for s in self.shards]
         pieces = [np.maximum(1, -(-n // chunk)) if chunk else np.ones_like(n) for n in lengths]

@@ -84,6 +84,15 @@ class TokenShard:
     def __len__(self) -> int:
         return self.n_docs
 
+    def check_ids(self) -> None:
+        """Every token id below the header's vocab_size. A scan of the tokens (GB/s on a memory map), done
+        when a loader opens the shard: a bad id then names its file instead of failing in the embedding."""
+        if self.n_tokens and (top := int(self.tokens.max())) >= self.vocab_size:
+            raise ValueError(
+                f"{self.path}: token id {top} is outside the shard's vocab_size {self.vocab_size} "
+                "(tokenized with another tokenizer, or corrupt)"
+            )
+
     def doc(self, i: int) -> np.ndarray:
         return self.tokens[self.offsets[i] : self.offsets[i + 1]]
 

@@ -9,6 +9,7 @@ and the previous one is used.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import pickle
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_optimizer_state_dict,
@@ -26,7 +28,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from herd.core.io import atomic_write_text, sha256_file
+from herd.core.io import atomic_write_text, fsync_dir, sha256_file
 from herd.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -104,9 +106,11 @@ class Checkpointer:
         atomic_write_text(tmp / TRAIN_STATE, json.dumps(train_state))
         sums = {f.name: {"size": f.stat().st_size, "sha256": sha256_file(f)} for f in sorted(tmp.iterdir())}
         atomic_write_text(tmp / CHECKSUMS, json.dumps(sums, indent=1))
+        fsync_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
+        fsync_dir(self.folder)  # the rename is what makes it a checkpoint: it must reach the disk too
         self._prune()
         self.barrier()
         return final
@@ -157,6 +161,14 @@ class Checkpointer:
                 return f"{name} does not match its sha256"
         return None
 
+    def newest_train_state(self) -> dict | None:
+        """The train state of the newest checkpoint that passes the size check (no tensors read)."""
+        for ckpt in reversed(self.list()):
+            if self.problem(ckpt, hashes=False) is None:
+                with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError):
+                    return json.loads((ckpt / TRAIN_STATE).read_text())
+        return None
+
     def load_latest(
         self, model: torch.nn.Module, optim: torch.optim.Optimizer, skip: Callable[[Path], bool] = lambda c: False
     ) -> dict | None:
@@ -178,7 +190,15 @@ class Checkpointer:
             state["optim"] = get_optimizer_state_dict(model, optim)
         reader = SafeReader(str(ckpt))
         reader.read_metadata()  # checked here, where its error is one line; DCP would wrap it in a traceback
-        dcp.load(state, storage_reader=reader)
+        try:
+            dcp.load(state, storage_reader=reader)
+        except CheckpointException as e:  # a BaseException whose text is every rank's traceback
+            first = next(iter(e.failures.values()), e)
+            cause = getattr(first, "exception", first)
+            raise ValueError(
+                f"{ckpt}: does not fit this model and optimizer ({type(cause).__name__}: "
+                f"{str(cause).splitlines()[0] if str(cause) else ''})"
+            ) from None
         set_model_state_dict(model, state["model"])
         if optim is not None:
             set_optimizer_state_dict(model, optim, state["optim"])

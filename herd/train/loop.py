@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from herd.core.config import save_resolved
+from herd.core.config import ConfigError, save_resolved
 from herd.core.logging import get_logger, progress
 from herd.core.runtime import pick_device, pick_dtype, seed_everything
 from herd.core.stage import StageFailed
 from herd.data.loader import Batch, MixSchedule, TokenLoader, split_sources
 from herd.data.shards import TokenShard
-from herd.model.config import flops_per_token
+from herd.model.config import ModelConfig, flops_per_token
 from herd.model.convert import build_from_state_dict
 from herd.parallel.parallelize import ParallelContext
 from herd.train import guard, phases
@@ -56,15 +56,16 @@ class Trainer:
             torch.cuda.set_device(self.device)
         self.dtype = pick_dtype(cfg.runtime.dtype, self.device)
         self.par = ParallelContext(cfg.parallel, self.device.type)
-        if self.par.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_resolved(cfg, self.run_dir)
-        self.sources = split_sources(cfg.data.shards, "train")
-        vocab = max(TokenShard(p).vocab_size for paths in self.sources.values() for p in paths)
-        self.base_cfg = model_config(cfg, vocab)  # long-context stages change RoPE from here (phases.rope_config)
-        self.model_cfg = self.base_cfg
+        # Everything is checked before anything is written: a bad config leaves the run folder as it was.
+        self.sources = train_sources(cfg.data.shards)
+        self.base_cfg = model_config(cfg, shard_vocab(self.sources, cfg.model.vocab_size))
+        self.model_cfg = self.base_cfg  # long-context stages change RoPE from here (phases.rope_config)
         seq_lens = [s.seq_len for s in cfg.ramp.stages] + [lc.seq_len for lc in cfg.long_context]
         self.par.dims.check_model(self.base_cfg, seq_lens)
+        self.ckpt = Checkpointer(
+            self.run_dir / "checkpoints", cfg.checkpoint.keep, cfg.checkpoint.verify, self.par.is_main, self.par.barrier
+        )
+        check_same_model(self.ckpt, self.base_cfg)
         # Compiled, the fp32 upcast fuses into the log-softmax: the (tokens × vocab) fp32 logits are never
         # written out (7% of a 1B step on an H100, benchmarks/train_gpu.py). TP logits are DTensors: eager.
         compile_loss = cfg.runtime.compile and self.par.dims.tp == 1
@@ -80,12 +81,12 @@ class Trainer:
         self.loader = TokenLoader(self.sources, self.main_mix, seed=cfg.data.seed, chunk_tokens=cfg.data.chunk_tokens)
         self.state = TrainState()
         self.rollbacks_to: Counter[str] = Counter()  # checkpoint folder name → rollbacks to it in this process
-        self.ckpt = Checkpointer(
-            self.run_dir / "checkpoints", cfg.checkpoint.keep, cfg.checkpoint.verify, self.par.is_main, self.par.barrier
-        )
-        self.metrics = MetricsLogger(self.run_dir, cfg.runtime.tensorboard, enabled=self.par.is_main)
         self.val_batches = self._val_batches()
         self.peak_flops = cfg.runtime.peak_flops or measure_peak_flops(self.device, self.dtype)
+        if self.par.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_resolved(cfg, self.run_dir)
+        self.metrics = MetricsLogger(self.run_dir, cfg.runtime.tensorboard, enabled=self.par.is_main)
 
     def _token_weights(self) -> dict[str, float]:
         """Default mix: each source in proportion to its tokens (natural sampling)."""
@@ -147,6 +148,7 @@ class Trainer:
         self.state = dataclasses.replace(TrainState(**train_state["state"]), skipped=skipped, rollbacks=rollbacks + 1)
         self._apply_phase()
         self.loader.load_state_dict(loader_state)
+        self.metrics.rewind(self.state.step)  # the steps after it are redone: their records would repeat
         log.warning("rolled back to step %d after %d skipped updates (rollback %d)", self.state.step, g.max_skips,
                     rollbacks + 1)  # fmt: skip
 
@@ -236,12 +238,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ checkpoints
     def save(self) -> None:
         rng = {"torch": torch.get_rng_state().tolist()}
-        self.ckpt.save(
-            self.state.step,
-            self.model,
-            self.optim,
-            {"state": dataclasses.asdict(self.state), "loader": self.loader.state_dict(), "rng": rng},
-        )
+        shape = model_shape(self.base_cfg)  # checked against the config before a resume writes anything
+        train_state = {"state": dataclasses.asdict(self.state), "loader": self.loader.state_dict(), "rng": rng}
+        train_state["model"] = shape
+        self.ckpt.save(self.state.step, self.model, self.optim, train_state)
 
     def resume(self) -> bool:
         train_state = self.ckpt.load_latest(self.model, self.optim)
@@ -252,11 +252,13 @@ class Trainer:
                     f"pretrain: none of the {len(found)} checkpoints in {self.ckpt.folder} can be trusted (see the "
                     "warnings above); set checkpoint.start_over=true to train from step 0, or use another run_dir"
                 )
+            self.metrics.rewind(0)  # starting over: an earlier attempt's records are not this run's
             return False
         self.state = phases.resumed(TrainState(**train_state["state"]), self.cfg)
         self._apply_phase()
         self.loader.load_state_dict(train_state["loader"])
         torch.set_rng_state(torch.tensor(train_state["rng"]["torch"], dtype=torch.uint8))
+        self.metrics.rewind(self.state.step)  # steps after the checkpoint are redone
         return True
 
     # ------------------------------------------------------------------------------------------ the run
@@ -325,3 +327,50 @@ class Trainer:
         self.metrics.close()
         self.par.barrier()
         return summary
+
+
+# ---------------------------------------------------------------------------------- checks before a run
+
+
+def train_sources(shards: str) -> dict[str, list[Path]]:
+    """The `<source>/train/*.bin` shards of `data.shards`, or a one-line ConfigError naming the key."""
+    root = Path(shards)
+    if not root.exists():
+        raise ConfigError(f"data.shards={shards}: no such folder (a `herd tokenize` output folder)")
+    if not root.is_dir():
+        raise ConfigError(f"data.shards={shards}: a file, expected a `herd tokenize` output folder")
+    try:
+        return split_sources(root, "train")
+    except FileNotFoundError:
+        raise ConfigError(f"data.shards={shards}: no token shards under <source>/train/") from None
+
+
+def shard_vocab(sources: dict[str, list[Path]], model_vocab: int) -> int:
+    """The shards' vocabulary; a set `model.vocab_size` must hold every id they can contain."""
+    vocab = max(TokenShard(p).vocab_size for paths in sources.values() for p in paths)
+    if model_vocab and model_vocab < vocab:
+        raise ConfigError(f"model.vocab_size={model_vocab} is smaller than the shards' vocabulary {vocab}")
+    return vocab
+
+
+SHAPE_FIELDS = ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "vocab_size", "tie_embeddings")
+
+
+def model_shape(cfg: ModelConfig) -> dict:
+    """What a checkpoint's tensors depend on (RoPE and lengths change between phases and do not)."""
+    return {k: getattr(cfg, k) for k in SHAPE_FIELDS}
+
+
+def check_same_model(ckpt: Checkpointer, model_cfg: ModelConfig) -> None:
+    """A run folder's checkpoints must fit the configured model; said before config.resolved.toml is
+    rewritten, so the folder still describes the run its checkpoints belong to."""
+    saved = (ckpt.newest_train_state() or {}).get("model")
+    if not isinstance(saved, dict):
+        return  # no checkpoint yet (or one from before shapes were recorded: DCP's load checks it)
+    now = model_shape(model_cfg)
+    diffs = [f"model.{k}: checkpoint {saved[k]}, config {v}" for k, v in now.items() if saved.get(k, v) != v]
+    if diffs:
+        raise StageFailed(
+            f"pretrain: {ckpt.folder} holds checkpoints of another model ({'; '.join(diffs)}): use the same model "
+            "settings to resume, or another run_dir"
+        )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from herd.core.io import atomic_write_text
 from herd.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -21,14 +22,15 @@ class MetricsLogger:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "metrics.jsonl"
         self.enabled = enabled  # only rank 0 of a parallel run writes
-        self.tb = None
-        if tensorboard and enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+        self.tb = self._tensorboard() if tensorboard and enabled else None
 
-                self.tb = SummaryWriter(str(self.run_dir / "tensorboard"))
-            except ImportError:
-                log.info("tensorboard is not installed; metrics go to metrics.jsonl only")
+    def _tensorboard(self, purge_step: int | None = None) -> object | None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log.info("tensorboard is not installed; metrics go to metrics.jsonl only")
+            return None
+        return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge_step)
 
     def log(self, record: dict) -> None:
         if not self.enabled:
@@ -36,13 +38,34 @@ class MetricsLogger:
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self.tb is not None:
+            kind = record.get("kind", "train")  # train/loss and val/loss are two curves, not one
             for k, v in record.items():
                 if isinstance(v, int | float) and k != "step":
-                    self.tb.add_scalar(k, v, record["step"])
+                    self.tb.add_scalar(f"{kind}/{k}", v, record["step"])
+
+    def rewind(self, step: int) -> None:
+        """Forget the records after `step`, which a resume or a rollback is about to redo: metrics.jsonl
+        keeps one record per step, and TensorBoard hides the old events (its purge_step marker)."""
+        if not self.enabled:
+            return
+        if self.path.is_file():
+            kept = [line for line in self.path.read_text().splitlines() if _step(line) <= step]
+            atomic_write_text(self.path, "".join(f"{line}\n" for line in kept))
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = self._tensorboard(purge_step=step + 1)
 
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def _step(line: str) -> float:
+    """A record's step; a torn line (the process killed mid-write) or a blank one sorts after every step."""
+    try:
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return float("inf")
 
 
 def read_metrics(path: str | Path) -> list[dict]:
