@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -23,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from herd.core.config import config_hash
+from herd.core.config import config_hash, to_dict
 from herd.core.io import MANIFEST_NAME, atomic_dir, atomic_write_text
 from herd.core.logging import get_logger
 from herd.core.manifest import Manifest, ManifestError, check_counts, input_records
@@ -118,17 +119,59 @@ def run_stage(stage: Stage, *, force: bool = False, fresh: bool = True) -> Manif
 def _run_in_place(stage: Stage, records: list, key: str, start: float, fresh: bool) -> Manifest:
     out = stage.out
     started = out / STARTED_NAME
+    # The key and what it was made of: a folder started under another key can then say what changed.
+    now = {"key": key, "version": stage.version, "config": to_dict(stage.config),
+           "inputs": {r["path"]: r["sha256"] for r in records}}  # fmt: skip
     if is_writer():
-        if fresh and started.is_file() and started.read_text().strip() != key:
-            log.warning("%s: %s holds a run started under another config or inputs; starting afresh", stage.name, out)
+        before = _started(started)
+        if fresh and before and before.get("key") != key:
+            log.warning("%s: %s holds a run started under another config or inputs (%s); starting afresh",
+                        stage.name, out, _what_changed(before, now))  # fmt: skip
             shutil.rmtree(out)
         (out / MANIFEST_NAME).unlink(missing_ok=True)  # a stage being rerun is not finished
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(started, key + "\n")
+        atomic_write_text(started, json.dumps(now, sort_keys=True, default=str) + "\n")
     counts = _counts(stage.name, stage.run(out))
     m = _write_manifest(stage, out, records, key, counts, start) if is_writer() else Manifest(stage=stage.name)
     log.info("done %s in %.1fs: %s", stage.name, time.perf_counter() - start, _brief(counts))
     return m
+
+
+def _started(path: Path) -> dict | None:
+    """What a resumable stage's folder was started under (an older folder holds the bare key)."""
+    if not path.is_file():
+        return None
+    text = path.read_text().strip()
+    try:
+        found = json.loads(text)
+    except json.JSONDecodeError:
+        return {"key": text}
+    return found if isinstance(found, dict) else {"key": text}
+
+
+def _what_changed(before: Mapping[str, Any], now: Mapping[str, Any], most: int = 5) -> str:
+    """The config keys, inputs and code version that differ, `key: old → new` (a few; the rest counted)."""
+    if "config" not in before:
+        return "the folder predates recorded keys"
+    old = _flat(before["config"])
+    new = _flat(json.loads(json.dumps(now["config"], default=str)))  # as it reads back: tuples are lists
+    keys = sorted(old.keys() | new.keys())
+    diffs = [f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    was, nows = before.get("inputs", {}), now["inputs"]
+    diffs += [f"input {p} changed" for p in sorted(was.keys() | nows.keys()) if was.get(p) != nows.get(p)]
+    if before.get("version") != now["version"]:
+        diffs.append(f"code version {before.get('version')} → {now['version']}")
+    more = f"; and {len(diffs) - most} more" if len(diffs) > most else ""
+    return "; ".join(diffs[:most]) + more if diffs else "nothing recorded differs"
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, Mapping):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
 
 
 def _write_manifest(stage: Stage, folder: Path, records: list, key: str, counts: dict, start: float) -> Manifest:

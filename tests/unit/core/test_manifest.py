@@ -133,3 +133,27 @@ def test_write_and_find(tmp_path: Path, src: Path) -> None:
     m = Manifest.write(tmp_path / "o", "manual", [src], {"a": Path("p")}, {"kept": 1})
     assert Manifest.find(tmp_path / "o") == m
     assert m.config == {"a": "p"} and m.outputs == ["x.bin"]
+
+
+def test_a_resumable_folder_started_under_another_config_says_what_changed(tmp_path: Path, src: Path, caplog) -> None:
+    from herd.core.stage import FnStage
+    from herd.core.stage import run_stage as run
+
+    class Resumable(FnStage):
+        resumable = True
+
+    out = tmp_path / "train"
+
+    def interrupted(folder: Path) -> None:
+        (folder / "half").write_text("x")
+        raise KeyboardInterrupt  # killed mid-stage: started, never finished
+
+    with pytest.raises(KeyboardInterrupt):
+        run(Resumable("train", {"lr": 0.1, "steps": [1, 2]}, out, [src], interrupted))
+    run(Resumable("train", {"lr": 0.1, "steps": [1, 2]}, out, [src], lambda f: {"n": len(list(f.iterdir()))}))
+    assert (out / "half").exists()  # same key: resumed in place, nothing cleared
+    assert "holds a run started" not in caplog.text
+    (out / "MANIFEST.json").unlink()
+    run(Resumable("train", {"lr": 0.2, "steps": [1, 2]}, out, [src], lambda f: {}))
+    assert "holds a run started under another config or inputs (lr: 0.1 → 0.2)" in caplog.text
+    assert not (out / "half").exists()
