@@ -22,7 +22,12 @@ def clean_name(name: str) -> str:
 
 @torch.no_grad()
 def init_parallel_weights(model: nn.Module, cfg: ModelConfig, seed: int) -> None:
-    full = build_model(cfg, seed=seed, device="cpu").state_dict()
+    copy_full_weights(model, build_model(cfg, seed=seed, device="cpu").state_dict())
+
+
+@torch.no_grad()
+def copy_full_weights(model: nn.Module, full: dict[str, torch.Tensor]) -> None:
+    """Give a (possibly sharded, possibly pipeline-stage) model its part of unsharded weights `full`."""
     for name, p in model.named_parameters():
         src = full[clean_name(name)]
         if isinstance(p, DTensor):

@@ -24,6 +24,10 @@ class ModelSection:
     max_seq_len: int = 0
     tie_embeddings: bool | None = None  # None keeps the preset's (Llama 3.2 1B/3B tie, the others do not)
     attn_impl: Literal["auto", "sdpa", "flex"] = "auto"
+    # Continued pretraining: start from these weights (a herd run folder, an HF or Meta folder, a GGUF
+    # file, or a bundled model name such as "smollm2") instead of the seed's. Their config decides the
+    # shape (the fields above stay 0); the optimizer starts fresh and the schedule is this config's.
+    init_from: str = ""
 
 
 @dataclass

@@ -28,7 +28,7 @@ from herd.model.config import ModelConfig, flops_per_token
 from herd.model.convert import build_from_state_dict
 from herd.parallel.parallelize import ParallelContext
 from herd.train import guard, phases
-from herd.train.build import build_model, full_state, make_optimizer, model_config
+from herd.train.build import build_model, full_state, initial_weights, make_optimizer, model_config
 from herd.train.checkpoint import Checkpointer
 from herd.train.config import PretrainConfig, tokenizer_file
 from herd.train.finish import finish, save_snapshot, unigram_entropy
@@ -58,7 +58,8 @@ class Trainer:
         self.par = ParallelContext(cfg.parallel, self.device.type)
         # Everything is checked before anything is written: a bad config leaves the run folder as it was.
         self.sources = train_sources(cfg.data.shards)
-        self.base_cfg = model_config(cfg, shard_vocab(self.sources, cfg.model.vocab_size))
+        init = initial_weights(cfg.model.init_from) if cfg.model.init_from else None
+        self.base_cfg = model_config(cfg, shard_vocab(self.sources, cfg.model.vocab_size), init and init[0])
         self.model_cfg = self.base_cfg  # long-context stages change RoPE from here (phases.rope_config)
         seq_lens = [s.seq_len for s in cfg.ramp.stages] + [lc.seq_len for lc in cfg.long_context]
         self.par.dims.check_model(self.base_cfg, seq_lens)
@@ -70,7 +71,7 @@ class Trainer:
         # written out (7% of a 1B step on an H100, benchmarks/train_gpu.py). TP logits are DTensors: eager.
         compile_loss = cfg.runtime.compile and self.par.dims.tp == 1
         loss = ScaledLoss(torch.compile(summed_token_loss) if compile_loss else summed_token_loss)
-        built = build_model(cfg, self.base_cfg, self.par, self.device, self.dtype, loss)
+        built = build_model(cfg, self.base_cfg, self.par, self.device, self.dtype, loss, init and init[1])
         self.model, self.pipeline = built.model, built.pipeline
         self.optim = make_optimizer(self.model, cfg, self.device)
         self.stepper = TrainStep(
@@ -81,6 +82,7 @@ class Trainer:
         self.loader = TokenLoader(self.sources, self.main_mix, seed=cfg.data.seed, chunk_tokens=cfg.data.chunk_tokens)
         self.state = TrainState()
         self.rollbacks_to: Counter[str] = Counter()  # checkpoint folder name → rollbacks to it in this process
+        self._last_val: tuple[int, float | None] | None = None  # (step, held-out loss) last measured
         self.val_batches = self._val_batches()
         self.peak_flops = cfg.runtime.peak_flops or measure_peak_flops(self.device, self.dtype)
         if self.par.is_main:
@@ -295,9 +297,13 @@ class Trainer:
         self.metrics.log(record)
 
     def _log_val(self) -> float | None:
+        """Held-out loss at this step, measured and logged once (the last step may be an eval step too)."""
+        if self._last_val is not None and self._last_val[0] == self.state.step:
+            return self._last_val[1]
         val = self.held_out_loss()
         if val is not None:
             self.metrics.log({"kind": "val", "step": self.state.step, "tokens": self.state.tokens, "loss": val})
+        self._last_val = (self.state.step, val)
         return val
 
     def _finish(self, resumed: bool, start: float) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from herd.core.stage import Stage
+from herd.model import resolve
 from herd.train.config import PretrainConfig, tokenizer_file
 from herd.train.loop import Trainer
 from herd.train.metrics import curve_record
@@ -32,6 +33,8 @@ class PretrainStage(Stage):
         shards, tokenizer = Path(self.config.data.shards), tokenizer_file(self.config.data)
         # A tokenizer beside the shards is hashed with them already.
         extra = [tokenizer] if tokenizer and not tokenizer.is_relative_to(shards) else []
+        if self.config.model.init_from:  # continued pretraining: the starting weights are an input too
+            extra.append(Path(resolve(self.config.model.init_from)))
         return [shards, *extra]
 
     def run(self, workdir: Path) -> Mapping[str, Any]:

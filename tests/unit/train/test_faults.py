@@ -102,7 +102,7 @@ def test_a_rollback_across_a_phase_boundary_restores_rope_and_mix(token_dir, tmp
 def test_redone_steps_appear_once_in_metrics_and_tensorboard(token_dir, tmp_path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    steps = ["checkpoint.every=4", "eval.every=0", "runtime.tensorboard=true"]
+    steps = ["checkpoint.every=4", "eval.every=3", "runtime.tensorboard=true"]  # step 6: eval and last step
     Trainer(config(token_dir, tmp_path, "schedule.max_steps=6", *steps)).fit()
     shutil.rmtree(tmp_path / "checkpoints" / "step-00000006")  # the last save lost: steps 5 and 6 are redone
     Trainer(config(token_dir, tmp_path, "schedule.max_steps=6", *steps)).fit()
