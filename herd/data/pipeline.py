@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from herd.core.manifest import Manifest
-from herd.core.stage import run_stage
+from herd.core.stage import StageFailed, run_stage
 from herd.data.config import (
     CurateConfig,
     DedupConfig,
@@ -82,12 +82,25 @@ def curated_folder(cfg: CurateConfig) -> Path:
     return curation_stages(cfg)[-1].out
 
 
+def check_input(cfg: CurateConfig) -> None:
+    """Fail in one line, naming the input, before any stage runs on nothing (or hangs on a FIFO)."""
+    from herd.data.curate_stage import input_inventory
+
+    path = Path(cfg.inputs[0])
+    if not path.exists():
+        raise FileNotFoundError(f"inputs: no such file or folder {path}")
+    if not path.is_dir() and not path.is_file():
+        raise StageFailed(f"inputs: {path} is not a regular file or a folder")
+    files, skipped = input_inventory(cfg.read, path)
+    if not files:
+        why = ", ".join(f"{s['path']} ({s['reason']})" for s in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        raise StageFailed(f"inputs: {path} holds no file to read" + (f"; skipped: {why}" if skipped else ""))
+
+
 def run_curation(cfg: CurateConfig, judge: DocumentJudge | None = None) -> list[tuple[str, Manifest]]:
     """All stages in order: (stage name, manifest) each. `judge` labels a sample for the model-based scores
     (herd.judge builds one from `quality.judge`); without one the quality stage has no judged heads."""
-    for p in cfg.inputs:
-        if not Path(p).exists():
-            raise FileNotFoundError(f"inputs: no such folder {p}")
     if len(cfg.inputs) != 1:
-        raise ValueError("inputs: give one folder (put several sources under one parent folder)")
+        raise ValueError("inputs: give one folder or file (put several sources under one parent folder)")
+    check_input(cfg)
     return [(stage.name, run_stage(stage)) for stage in curation_stages(cfg, judge)]
