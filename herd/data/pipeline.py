@@ -2,7 +2,10 @@
 
 Each stage reads the previous stage's kept shards and writes into `out/<NN>_<stage>/`:
 `kept/<partition>/*.jsonl.zst`, `dropped/<step>/*.jsonl.zst` (one reason per document) and
-`MANIFEST.json` with the funnel (documents in = kept + dropped by reason; bytes too). Stages:
+`MANIFEST.json` with the funnel (documents in = kept + dropped by reason; bytes too), the same per input
+file (`files`; every record carries its `source_file` and `source_line`), and `skipped_files`: each file
+of the stage's input that was not read, with its reason (hidden, bookkeeping, a FIFO, a broken symlink...).
+The input is one folder or one file; one with nothing to read fails before any stage runs. Stages:
 
     01_extract      read HTML/WARC/JSONL/Parquet/text, HTML → text, PII masking, URL blocklist, language ID
     02_url_dedup    URL level, most recent version kept

@@ -2,7 +2,8 @@
 
 datatrove's own readers skip records they cannot parse or that have no text (with a log warning). Curation
 must lose nothing, so `HerdReader` turns every unreadable record into a Document marked with a
-`read_error` reason; the first filter of a stage drops it into `dropped/` where it is counted.
+`read_error` reason; the first filter of a stage drops it into `dropped/` where it is counted. A file it
+does not read at all is listed by `HerdReader.inventory` with a reason, and is never opened.
 """
 
 from __future__ import annotations
@@ -167,10 +168,10 @@ class HerdReader(BaseDiskReader):
                 f"{filepath}#truncated", source, "truncated_archive", size, str(e)[:200], origin=_origin(filepath)
             )
         except (zlib.error, gzip.BadGzipFile, OSError, ValueError, *_archive_errors()) as e:
-            # Not a truncation: bytes that do not decompress or parse as the format its name says.
-            yield _error_doc(
-                f"{filepath}#corrupt", source, "corrupt_archive", size, str(e)[:200], origin=_origin(filepath)
-            )
+            # Not a truncation: bytes that do not decompress or parse as the format its name says (or, for
+            # a plain file, an OS error reading it); what was read before it is kept, the rest is one drop.
+            reason = "corrupt_archive" if name.endswith((*COMPRESSED_SUFFIXES, ".warc")) else "unreadable_file"
+            yield _error_doc(f"{filepath}#corrupt", source, reason, size, str(e)[:200], origin=_origin(filepath))
 
     def _source(self, filepath: str) -> str:
         parts = PurePosixPath(filepath).parts
