@@ -108,7 +108,9 @@ def sha256_path(path: str | Path) -> str:
         return sha256_file(path)
     h = hashlib.sha256()
     for rel in list_files(path):
-        h.update(f"{rel}\0{sha256_file(path / rel)}\n".encode())
+        # A FIFO, device or dangling symlink is never opened (a FIFO would block forever); its name counts.
+        digest = sha256_file(path / rel) if (path / rel).is_file() else "not-a-regular-file"
+        h.update(f"{rel}\0{digest}\n".encode())
     return h.hexdigest()
 
 

@@ -15,11 +15,12 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Self, get_type_hints
+from typing import Any, ClassVar, Self, get_type_hints
 
 from herd.core.manifest import input_records
 from herd.core.stage import Stage, stage_key
 from herd.data.config import CurateConfig, ReadConfig
+from herd.data.documents import KEPT_DIR, is_stage_folder
 from herd.data.executor import ExecutorConfig, Phase, run_phase, step_stats
 from herd.data.filters import ReadErrorFilter
 from herd.data.outputs import DroppedWriter, KeptWriter, count_shards
@@ -39,9 +40,25 @@ class StepConfig:
 
 
 def stage_reader(read: ReadConfig, source: Path) -> HerdReader:
-    """Reads a stage's kept shards (a stage folder) or every raw file (the first stage's input)."""
-    folder = source / "kept" if (source / "kept").is_dir() else source
-    return HerdReader(str(folder), max_doc_bytes=read.max_doc_bytes, max_invalid_utf8=read.max_invalid_utf8)
+    """Reads a stage's kept shards (a stage folder), every raw file under a folder or one raw file."""
+    limits = {"max_doc_bytes": read.max_doc_bytes, "max_invalid_utf8": read.max_invalid_utf8}
+    if not source.is_dir():  # one file: its folder, reading only it (never listing that folder)
+        return HerdReader(str(source.parent), files=[source.name], **limits)
+    folder = source / KEPT_DIR if is_stage_folder(source) else source
+    return HerdReader(str(folder), **limits)
+
+
+def input_inventory(read: ReadConfig, source: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """(files read, [{path, reason}] of files not read) of a stage's input: together, every file in it.
+
+    Paths are relative to `source` (or its folder, for one file). A stage folder's records and reports
+    beside `kept/` (dropped/, anneal/, MANIFEST.json, mix_weights.json) are listed as skipped too."""
+    if not is_stage_folder(source):
+        return stage_reader(read, source).inventory()
+    files, skipped = HerdReader(str(source)).inventory()
+    kept = [f for f in files if f.startswith(f"{KEPT_DIR}/")]
+    skipped += [{"path": f, "reason": "stage_output_not_kept"} for f in files if not f.startswith(f"{KEPT_DIR}/")]
+    return kept, sorted(skipped, key=lambda s: s["path"])
 
 
 def stage_tail(output: Path, partition: str = "${language}", check: bool = True) -> list[Any]:
@@ -55,6 +72,8 @@ def stage_tail(output: Path, partition: str = "${language}", check: bool = True)
 class CurationStage(Stage):
     """One curation step: datatrove phases from `source` into `out_dir`, resumable task by task."""
 
+    # 2: records carry their input file and line, the manifest lists skipped files and per-file counts
+    version: ClassVar[int] = 2
     source: Path  # the previous stage's folder, or the raw input folder
     out_dir: Path
     root: Path  # the curation run folder: `_work/` and `_logs/` live there
@@ -102,6 +121,8 @@ class CurationStage(Stage):
         for i, phase in enumerate(phases):
             run_phase(phase, logs / f"{i}-{phase.name}", self.executor)
         counts = funnel_counts(phases, logs, output, time.perf_counter() - start)
+        read, counts["skipped_files"] = input_inventory(self.config.read, self.source)
+        counts["input_files"] = len(read)
         (work / MOVING).touch()
         for child in sorted(output.iterdir()) if output.exists() else []:
             shutil.move(str(child), str(workdir / child.name))  # same filesystem: renames

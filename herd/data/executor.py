@@ -8,7 +8,14 @@ folder on a filesystem every node sees (`out` on shared storage).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
+import signal
+import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -62,7 +69,8 @@ def run_phase(phase: Phase, logging_dir: Path, cfg: ExecutorConfig) -> None:
     if cfg.quiet:
         quiet_datatrove()
     ex = build_executor(phase, logging_dir, cfg)
-    ex.run()  # local and Ray return when every task has; Slurm returns once the job array is submitted
+    with children_die_with_driver() if cfg.kind == "local" else contextlib.nullcontext():
+        ex.run()  # local and Ray return when every task has; Slurm returns once the job array is submitted
     if cfg.kind == "slurm":
         _wait_for_slurm(ex, phase, cfg.poll_s)
     _check_complete(ex, phase)
@@ -108,6 +116,79 @@ def build_executor(phase: Phase, logging_dir: Path, cfg: ExecutorConfig) -> Any:
         mem_per_cpu_gb=cfg.mem_per_cpu_gb,
         logging_dir=str(logging_dir),
     )
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when the thread that forked it ends
+
+
+def die_with_driver(driver: int) -> None:
+    """In a child process: end when the driver process ends, however it ends.
+
+    `kill -9` of the driver runs no cleanup. A direct child (datatrove's manager) gets SIGKILL from the
+    kernel when its parent dies (prctl PR_SET_PDEATHSIG). Pool workers are children of the forkserver,
+    which stays up while they hold its liveness pipe: they watch the driver's pidfd from a thread."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    threading.Thread(target=_watch_driver, args=(driver,), name="herd-driver-watch", daemon=True).start()
+
+
+def _watch_driver(driver: int) -> None:
+    try:
+        fd = os.pidfd_open(driver)  # readable once the driver has exited (Linux 5.3+)
+        select.select([fd], [], [])
+    except ProcessLookupError:
+        pass  # already gone (died between our start and now)
+    except (AttributeError, OSError):  # no pidfd here: poll
+        while _alive(driver):
+            time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _guarded_init(driver: int, initializer: Callable[..., Any] | None, initargs: tuple) -> None:
+    die_with_driver(driver)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+@contextlib.contextmanager
+def children_die_with_driver() -> Iterator[None]:
+    """While datatrove's local executor runs: its manager and pool start `die_with_driver` first.
+
+    datatrove creates them (`multiprocess.Manager()`, `ctx.Pool(workers)`) without an initializer and
+    offers no hook, so the two factories are wrapped for the duration of one `run()` in this process."""
+    import multiprocess
+    import multiprocess.context as mpc
+    from multiprocess.managers import SyncManager
+
+    driver = os.getpid()
+    manager, pool = multiprocess.Manager, mpc.BaseContext.Pool
+
+    def guarded_manager() -> Any:
+        m = SyncManager(ctx=manager.__self__.get_context())
+        m.start(die_with_driver, (driver,))
+        return m
+
+    def guarded_pool(self: Any, processes: int | None = None, initializer: Any = None, initargs: tuple = (),
+                     maxtasksperchild: int | None = None) -> Any:  # fmt: skip
+        return pool(self, processes, _guarded_init, (driver, initializer, initargs), maxtasksperchild)
+
+    multiprocess.Manager, mpc.BaseContext.Pool = guarded_manager, guarded_pool
+    try:
+        yield
+    finally:
+        multiprocess.Manager, mpc.BaseContext.Pool = manager, pool
 
 
 # Warnings datatrove repeats for every document or phase: an empty document, and the Ray executor's note

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers.disk_base import DiskWriter
@@ -62,15 +62,25 @@ def quality_of(meta: dict[str, Any]) -> float:
     return float(s.get("quality", s.get("quality_fasttext", 0.0)))
 
 
-def anneal_thresholds(folder: Path, cfg: MixConfig) -> dict[str, float]:
-    """Per bucket, the quality score at the top `anneal_fraction` (driver pre-pass over the input)."""
-    scores: dict[str, list[float]] = defaultdict(list)
+def anneal_rank(meta: dict[str, Any], doc_id: str, seed: int) -> tuple[float, float]:
+    """What orders documents for the annealing subset: quality, then a stable hash of the id, so equal
+    scores (all 0 without the quality stage) still split at exactly the configured share."""
+    return quality_of(meta), stable_fraction(doc_id, seed)
+
+
+def anneal_thresholds(folder: Path, cfg: MixConfig) -> dict[str, list[float]]:
+    """Per bucket, the rank of its top `anneal_fraction`-th document (ceil of the share; driver pre-pass)."""
+    ranks: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for rec in iter_documents(folder):
         meta = {**rec["metadata"], "language": rec["language"]}
         b = mix_bucket(meta, cfg.code_threshold, cfg.math_threshold)
         if b in ANNEAL_BUCKETS:
-            scores[b].append(quality_of(meta))
-    return {b: float(np.quantile(v, 1 - cfg.anneal_fraction)) for b, v in scores.items() if v}
+            ranks[b].append(anneal_rank(meta, rec["id"], cfg.seed))
+    out = {}
+    for b, r in ranks.items():
+        r.sort(reverse=True)
+        out[b] = list(r[min(len(r), math.ceil(cfg.anneal_fraction * len(r))) - 1])
+    return out
 
 
 def mix_weights(partitions: dict[str, dict[str, int]], target: dict[str, float]) -> dict[str, Any]:
@@ -107,10 +117,11 @@ class MixAssign(PipelineStep):
     type = "🏷 - TAGGER"
     name = "mix assign"
 
-    def __init__(self, cfg: MixConfig, thresholds: dict[str, float], anneal_writer: DiskWriter | None):
+    def __init__(self, cfg: MixConfig, thresholds: dict[str, list[float]], anneal_writer: DiskWriter | None):
         super().__init__()
-        self.code_threshold, self.math_threshold = cfg.code_threshold, cfg.math_threshold
-        self.thresholds, self.anneal_writer = thresholds, anneal_writer
+        self.code_threshold, self.math_threshold, self.seed = cfg.code_threshold, cfg.math_threshold, cfg.seed
+        self.thresholds = {b: tuple(t) for b, t in thresholds.items()}
+        self.anneal_writer = anneal_writer
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         with self.anneal_writer if self.anneal_writer else contextlib.nullcontext() as writer:
@@ -118,7 +129,7 @@ class MixAssign(PipelineStep):
                 b = mix_bucket(doc.metadata, self.code_threshold, self.math_threshold)
                 doc.metadata["mix_bucket"] = b
                 thr = self.thresholds.get(b)
-                if writer is not None and thr is not None and quality_of(doc.metadata) >= thr:
+                if writer is not None and thr is not None and anneal_rank(doc.metadata, doc.id, self.seed) >= thr:
                     writer.write(doc, rank)
                     self.stat_update(f"anneal_{b}")
                 yield doc

@@ -2,7 +2,10 @@
 
 Each stage reads the previous stage's kept shards and writes into `out/<NN>_<stage>/`:
 `kept/<partition>/*.jsonl.zst`, `dropped/<step>/*.jsonl.zst` (one reason per document) and
-`MANIFEST.json` with the funnel (documents in = kept + dropped by reason; bytes too). Stages:
+`MANIFEST.json` with the funnel (documents in = kept + dropped by reason; bytes too), the same per input
+file (`files`; every record carries its `source_file` and `source_line`), and `skipped_files`: each file
+of the stage's input that was not read, with its reason (hidden, bookkeeping, a FIFO, a broken symlink...).
+The input is one folder or one file; one with nothing to read fails before any stage runs. Stages:
 
     01_extract      read HTML/WARC/JSONL/Parquet/text, HTML → text, PII masking, URL blocklist, language ID
     02_url_dedup    URL level, most recent version kept
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from herd.core.manifest import Manifest
-from herd.core.stage import run_stage
+from herd.core.stage import StageFailed, run_stage
 from herd.data.config import (
     CurateConfig,
     DedupConfig,
@@ -82,12 +85,25 @@ def curated_folder(cfg: CurateConfig) -> Path:
     return curation_stages(cfg)[-1].out
 
 
+def check_input(cfg: CurateConfig) -> None:
+    """Fail in one line, naming the input, before any stage runs on nothing (or hangs on a FIFO)."""
+    from herd.data.curate_stage import input_inventory
+
+    path = Path(cfg.inputs[0])
+    if not path.exists():
+        raise FileNotFoundError(f"inputs: no such file or folder {path}")
+    if not path.is_dir() and not path.is_file():
+        raise StageFailed(f"inputs: {path} is not a regular file or a folder")
+    files, skipped = input_inventory(cfg.read, path)
+    if not files:
+        why = ", ".join(f"{s['path']} ({s['reason']})" for s in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        raise StageFailed(f"inputs: {path} holds no file to read" + (f"; skipped: {why}" if skipped else ""))
+
+
 def run_curation(cfg: CurateConfig, judge: DocumentJudge | None = None) -> list[tuple[str, Manifest]]:
     """All stages in order: (stage name, manifest) each. `judge` labels a sample for the model-based scores
     (herd.judge builds one from `quality.judge`); without one the quality stage has no judged heads."""
-    for p in cfg.inputs:
-        if not Path(p).exists():
-            raise FileNotFoundError(f"inputs: no such folder {p}")
     if len(cfg.inputs) != 1:
-        raise ValueError("inputs: give one folder (put several sources under one parent folder)")
+        raise ValueError("inputs: give one folder or file (put several sources under one parent folder)")
+    check_input(cfg)
     return [(stage.name, run_stage(stage)) for stage in curation_stages(cfg, judge)]

@@ -67,3 +67,26 @@ def test_sha256_path_of_folder(tmp_path: Path) -> None:
     (d / "sub" / "b.txt").write_text("b")
     (d / "sub" / "b.txt").rename(d / "sub" / "c.txt")
     assert sha256_path(d) != h, "names are part of a folder's hash"
+
+
+def test_sha256_path_never_opens_a_fifo_or_a_dangling_link(tmp_path: Path) -> None:
+    """Issue 16: hashing an input folder opened every file: a FIFO hung the run, a broken symlink aborted it."""
+    import os
+    import signal
+
+    (tmp_path / "a.txt").write_text("a")
+    before = sha256_path(tmp_path)
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+
+    def hung(*_: object) -> None:
+        raise TimeoutError("sha256_path hung on the FIFO")
+
+    old = signal.signal(signal.SIGALRM, hung)  # a FIFO opened for reading blocks until a writer comes
+    signal.alarm(10)
+    try:
+        after = sha256_path(tmp_path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert after != before and after == sha256_path(tmp_path)  # their names count; nothing was opened
