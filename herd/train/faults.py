@@ -62,3 +62,16 @@ def inject(rank: int, step: int, env: Mapping[str, str] = os.environ) -> None:
             time.sleep(f.value)
         elif step == f.value and first_attempt(env):
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def restart_warning(env: Mapping[str, str] = os.environ) -> str | None:
+    """Why torchrun's restarts would fail here, or None. torchrun shares its rendezvous store with the
+    workers by default; a restarted group then reads the dead group's gloo/NCCL addresses from it
+    ("Connection refused" at init; pytorch/pytorch#135712). A store per restart avoids that."""
+    restarts = int(env.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0)
+    if restarts > 0 and env.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        return (
+            f"torchrun --max-restarts={restarts} with the rendezvous store shared: a restarted group cannot "
+            "connect; launch with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (scripts/slurm_pretrain.sh does)"
+        )
+    return None

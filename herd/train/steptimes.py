@@ -66,6 +66,8 @@ class StepClock:
         self._step, self._start = 0, 0.0
         if rank == 0:
             _append(self.path.parent / ATTEMPTS, {"start": started, "elastic_restart": self.restart})
+            if self.restart == 0 and (why := faults.restart_warning()):
+                log.warning(why)
 
     def start(self, step: int) -> None:
         """Before step `step` (the one that will be counted as that step if its update is applied)."""
