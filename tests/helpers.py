@@ -69,13 +69,15 @@ PARITY_PRETRAIN = [
 ]  # fmt: skip
 
 
-def pretrain_command(nproc: int, *args: str) -> list[str]:
-    """`herd pretrain /dev/null` with the parity settings and `args`, on one process or through torchrun."""
+def pretrain_command(nproc: int, *args: str, restarts: int = 0) -> list[str]:
+    """`herd pretrain /dev/null` with the parity settings and `args`, on one process or through torchrun
+    (which restarts the whole group up to `restarts` times when a rank fails)."""
     args = ("pretrain", "/dev/null", *PARITY_PRETRAIN, *args)
     if nproc == 1:
         return [sys.executable, "-m", "herd.cli", *args]
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-    return [torchrun, "--standalone", f"--nproc_per_node={nproc}", "-m", "herd.cli", *args]
+    launch = [torchrun, "--standalone", f"--nproc_per_node={nproc}", f"--max-restarts={restarts}"]
+    return [*launch, "-m", "herd.cli", *args]
 
 
 def pretrain_losses(token_dir, run_dir, nproc: int, *extra: str) -> dict[int, float]:

@@ -22,6 +22,7 @@ import torch
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
     set_model_state_dict,
@@ -36,6 +37,16 @@ log = get_logger(__name__)
 warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
 CHECKSUMS = "CHECKSUMS.json"
 TRAIN_STATE = "train_state.json"
+# The optimizer's param-group settings keyed by parameter name ("param_groups.<name>.lr"). Unflattened,
+# every pipeline stage saves its own group as "param_groups.0", DCP keeps one stage's, and the other
+# stages, resumed on the same layout, lose their lr and betas.
+FLAT_OPTIM = StateDictOptions(flatten_optimizer_state_dict=True)
+
+
+def optim_options(metadata: object) -> StateDictOptions:
+    """How a checkpoint's optimizer state was saved: flattened, or (written before FLAT_OPTIM) nested."""
+    nested = any(k.startswith("optim.param_groups.0.") for k in metadata.state_dict_metadata)
+    return StateDictOptions() if nested else FLAT_OPTIM
 
 
 # What DCP's `.metadata` pickle names besides its own classes (torch 2.11–2.13): anything else in a run
@@ -98,7 +109,8 @@ class Checkpointer:
         if self.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
         self.barrier()
-        state = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, optim)}
+        optim_state = get_optimizer_state_dict(model, optim, options=FLAT_OPTIM)
+        state = {"model": get_model_state_dict(model), "optim": optim_state}
         dcp.save(state, checkpoint_id=str(tmp))
         if not self.is_main:
             self.barrier()
@@ -185,11 +197,12 @@ class Checkpointer:
         return None
 
     def load(self, ckpt: Path, model: torch.nn.Module, optim: torch.optim.Optimizer | None) -> dict:
+        reader = SafeReader(str(ckpt))
+        metadata = reader.read_metadata()  # checked here, where its error is one line; DCP would wrap it
+        options = optim_options(metadata)
         state = {"model": get_model_state_dict(model)}
         if optim is not None:
-            state["optim"] = get_optimizer_state_dict(model, optim)
-        reader = SafeReader(str(ckpt))
-        reader.read_metadata()  # checked here, where its error is one line; DCP would wrap it in a traceback
+            state["optim"] = get_optimizer_state_dict(model, optim, options=options)
         try:
             dcp.load(state, storage_reader=reader)
         except CheckpointException as e:  # a BaseException whose text is every rank's traceback
@@ -201,6 +214,6 @@ class Checkpointer:
             ) from None
         set_model_state_dict(model, state["model"])
         if optim is not None:
-            set_optimizer_state_dict(model, optim, state["optim"])
+            set_optimizer_state_dict(model, optim, state["optim"], options=options)
         log.info("resumed from %s", ckpt)
         return json.loads((ckpt / TRAIN_STATE).read_text())

@@ -35,6 +35,8 @@ from herd.train.finish import finish, save_snapshot, unigram_entropy
 from herd.train.metrics import MetricsLogger, measure_peak_flops, memory_bytes
 from herd.train.phases import TrainState
 from herd.train.step import ScaledLoss, StepOutcome, TrainStep, summed_token_loss
+from herd.train.steptimes import StepClock
+from herd.train.steptimes import report as steptime_report
 
 if TYPE_CHECKING:
     from herd.eval.needle import NeedleResult
@@ -47,6 +49,7 @@ __all__ = ["Trainer", "model_config", "summed_token_loss"]
 
 class Trainer:
     def __init__(self, cfg: PretrainConfig) -> None:
+        started = time.time()  # the first start of a run is where its effective training time counts from
         self.cfg = cfg
         self.run_dir = Path(cfg.run_dir)
         seed_everything(cfg.seed)
@@ -88,6 +91,7 @@ class Trainer:
         if self.par.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_resolved(cfg, self.run_dir)
+        self.clock = StepClock(self.run_dir, self.par.rank, self.par.barrier, started)
         self.metrics = MetricsLogger(self.run_dir, cfg.runtime.tensorboard, enabled=self.par.is_main)
 
     def _token_weights(self) -> dict[str, float]:
@@ -272,7 +276,9 @@ class Trainer:
             task = bar.add_task("pretrain", total=cfg.schedule.max_steps or None, completed=self.state.step)
             t_last, tok_last = time.perf_counter(), self.state.tokens
             while self.state.phase != "done":
+                self.clock.start(self.state.step + 1)
                 out = self.train_step()
+                self.clock.stop()
                 self._advance_phase()
                 self._maybe_snapshot()
                 step, applied = self.state.step, out["skipped"] is None
@@ -326,6 +332,7 @@ class Trainer:
             "long_context": s.long_results,
             "wall_s": round(time.perf_counter() - start, 3),  # this process: a resumed run counts from its restart
         }
+        summary |= steptime_report(self.run_dir)  # stragglers.json, effective training time since the first start
         summary = finish(
             self.run_dir, self.model_cfg, s, weights, self.held_out_loss, summary,
             phases.boundaries(s, self.cfg), tokenizer_file(self.cfg.data),
