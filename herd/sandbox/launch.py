@@ -112,8 +112,10 @@ NET_BIND_TCP, NET_CONNECT_TCP = 1, 2  # ABI 4
 SCOPE_ABSTRACT_UNIX, SCOPE_SIGNAL = 1, 2  # ABI 6
 READ = FS_READ_FILE | FS_READ_DIR
 OWN_FOLDER = (
-    READ | FS_WRITE_FILE | FS_REMOVE_DIR | FS_REMOVE_FILE | FS_MAKE_DIR | FS_MAKE_REG | FS_MAKE_SYM | FS_MAKE_FIFO
-) | FS_REFER | FS_TRUNCATE
+    (READ | FS_WRITE_FILE | FS_REMOVE_DIR | FS_REMOVE_FILE | FS_MAKE_DIR | FS_MAKE_REG | FS_MAKE_SYM | FS_MAKE_FIFO)
+    | FS_REFER
+    | FS_TRUNCATE
+)
 
 
 def landlock_abi() -> int:
@@ -165,35 +167,79 @@ def _allow(ruleset: int, path: str, access: int) -> None:
 
 # --- seccomp (processes, sockets, kernel interfaces) ---------------------------------------------
 AUDIT_ARCH_X86_64 = 0xC000003E
-X86_64 = {  # system call numbers on x86_64; other architectures get no seccomp layer (reported as such)
-    "deny": [57, 58, 59, 322, 101, 310, 311, 41, 272, 308, 165, 166, 155, 161, 321, 298, 323, 425, 426, 427,
-             304, 303, 250, 248, 249, 175, 313, 176, 246, 320, 169, 167, 168, 163, 424, 200, 428, 429, 430,
-             431, 432, 442, 438, 440, 312, 179, 172, 173, 133, 259],
-    # fork vfork execve execveat ptrace process_vm_readv/writev socket unshare setns mount umount2
-    # pivot_root chroot bpf perf_event_open userfaultfd io_uring_setup/enter/register open_by_handle_at
-    # name_to_handle_at keyctl add_key request_key init/finit/delete_module kexec_load kexec_file_load
-    # reboot swapon swapoff acct pidfd_send_signal tkill open_tree move_mount fsopen fsconfig fsmount
-    # mount_setattr pidfd_getfd process_madvise kcmp quotactl iopl ioperm mknod mknodat
-    "clone": 56, "clone3": 435,
-    "own_pid_first": [62, 234, 129, 297],  # kill tgkill rt_sigqueueinfo rt_tgsigqueueinfo: only to itself
+# System call numbers on x86_64; other architectures get no seccomp layer (reported as such).
+# Refused with EPERM: new processes and programs, sockets, tracing, namespaces and mounts, kernel interfaces
+# that bypass other layers (io_uring, BPF, handles to any file), and kernel administration.
+X86_64_DENY = {
+    "fork": 57,
+    "vfork": 58,
+    "execve": 59,
+    "execveat": 322,
+    "ptrace": 101,
+    "process_vm_readv": 310,
+    "process_vm_writev": 311,
+    "socket": 41,
+    "unshare": 272,
+    "setns": 308,
+    "mount": 165,
+    "umount2": 166,
+    "pivot_root": 155,
+    "chroot": 161,
+    "bpf": 321,
+    "perf_event_open": 298,
+    "userfaultfd": 323,
+    "io_uring_setup": 425,
+    "io_uring_enter": 426,
+    "io_uring_register": 427,
+    "open_by_handle_at": 304,
+    "name_to_handle_at": 303,
+    "keyctl": 250,
+    "add_key": 248,
+    "request_key": 249,
+    "init_module": 175,
+    "finit_module": 313,
+    "delete_module": 176,
+    "kexec_load": 246,
+    "kexec_file_load": 320,
+    "reboot": 169,
+    "swapon": 167,
+    "swapoff": 168,
+    "acct": 163,
+    "pidfd_send_signal": 424,
+    "tkill": 200,
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "mount_setattr": 442,
+    "pidfd_getfd": 438,
+    "process_madvise": 440,
+    "kcmp": 312,
+    "quotactl": 179,
+    "iopl": 172,
+    "ioperm": 173,
+    "mknod": 133,
+    "mknodat": 259,
 }
+X86_64_CLONE, X86_64_CLONE3 = 56, 435
+X86_64_SIGNALS = {"kill": 62, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297}  # to itself only
 CLONE_THREAD, EPERM, ENOSYS = 0x00010000, 1, 38
 RET_ALLOW, RET_ERRNO, RET_KILL = 0x7FFF0000, 0x00050000, 0x80000000
 LD_ABS, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
 
 
 def _seccomp_program(pid: int) -> list[tuple[int, int, int, int]]:
-    t = X86_64
     nr, arch, arg0 = 0, 4, 16  # offsets in struct seccomp_data (arg0's low half, little-endian)
     deny = (RET, 0, 0, RET_ERRNO | EPERM)
     prog = [(LD_ABS, 0, 0, arch), (JEQ, 1, 0, AUDIT_ARCH_X86_64), (RET, 0, 0, RET_KILL), (LD_ABS, 0, 0, nr)]
     prog += [(JGE, 0, 1, 0x40000000), deny]  # the x32 ABI's numbers would bypass the table
-    for n in t["deny"]:
+    for n in X86_64_DENY.values():
         prog += [(JEQ, 0, 1, n), deny]
-    prog += [(JEQ, 0, 1, t["clone3"]), (RET, 0, 0, RET_ERRNO | ENOSYS)]  # glibc then falls back to clone
+    prog += [(JEQ, 0, 1, X86_64_CLONE3), (RET, 0, 0, RET_ERRNO | ENOSYS)]  # glibc then falls back to clone
     # Each block below ends in a return, so the accumulator may be reloaded with an argument.
-    prog += [(JEQ, 0, 4, t["clone"]), (LD_ABS, 0, 0, arg0), (JSET, 1, 0, CLONE_THREAD), deny, (RET, 0, 0, RET_ALLOW)]
-    for n in t["own_pid_first"]:
+    prog += [(JEQ, 0, 4, X86_64_CLONE), (LD_ABS, 0, 0, arg0), (JSET, 1, 0, CLONE_THREAD), deny, (RET, 0, 0, RET_ALLOW)]
+    for n in X86_64_SIGNALS.values():
         prog += [(JEQ, 0, 4, n), (LD_ABS, 0, 0, arg0), (JEQ, 1, 0, pid), deny, (RET, 0, 0, RET_ALLOW)]
     return [*prog, (RET, 0, 0, RET_ALLOW)]
 
@@ -213,14 +259,49 @@ def apply_seccomp() -> list[str]:
 
 # --- the Python-level guard (informative: a program can disarm it; the kernel layers stay) -------
 HOOK_BLOCK = frozenset(
-    "os.fork os.forkpty os.posix_spawn os.spawn os.exec os.system subprocess.Popen os.kill os.killpg "
-    "socket.__new__ socket.connect socket.bind socket.getaddrinfo socket.sendto socket.sendmsg ctypes.dlopen "
-    "ctypes.dlsym ctypes.cdata ctypes.call_function os.chroot os.setuid resource.setrlimit resource.prlimit "
-    "sys._current_frames".split()
+    {
+        "os.fork",
+        "os.forkpty",
+        "os.posix_spawn",
+        "os.spawn",
+        "os.exec",
+        "os.system",
+        "subprocess.Popen",
+        "os.kill",
+        "os.killpg",
+        "socket.__new__",
+        "socket.connect",
+        "socket.bind",
+        "socket.getaddrinfo",
+        "socket.sendto",
+        "socket.sendmsg",
+        "ctypes.dlsym",
+        "ctypes.cdata",
+        "ctypes.call_function",
+        "os.chroot",
+        "os.setuid",
+        "resource.setrlimit",
+        "resource.prlimit",
+        "sys._current_frames",
+    }
 )
 HOOK_PATHS = frozenset(
-    "os.remove os.rename os.rmdir os.mkdir os.chmod os.chown os.symlink os.link os.truncate os.utime "
-    "shutil.rmtree shutil.copyfile shutil.move os.chdir".split()
+    {
+        "os.remove",
+        "os.rename",
+        "os.rmdir",
+        "os.mkdir",
+        "os.chmod",
+        "os.chown",
+        "os.symlink",
+        "os.link",
+        "os.truncate",
+        "os.utime",
+        "shutil.rmtree",
+        "shutil.copyfile",
+        "shutil.move",
+        "os.chdir",
+    }
 )
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
@@ -238,8 +319,8 @@ def install_hook(root: str) -> None:
         os._exit(BLOCKED_EXIT)
 
     def hook(event: str, args: tuple) -> None:
-        if event in HOOK_BLOCK:
-            die(event, repr(args)[:200])
+        if event in HOOK_BLOCK or (event == "ctypes.dlopen" and args[0] is not None):
+            die(event, repr(args)[:200])  # (`import ctypes` opens the interpreter itself: allowed)
         if event == "open":
             path, mode, flags = args
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
@@ -259,13 +340,25 @@ def install_hook(root: str) -> None:
 def read_paths(extra: list[str]) -> list[str]:
     """What a program may read: the interpreter's import path (stdlib, lib-dynload, site-packages), the
     shared libraries extension modules load, and whatever the caller adds."""
-    system = ["/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/etc/ld.so.cache",
-              "/etc/localtime", "/usr/share/zoneinfo"]
+    system = [
+        "/lib",
+        "/lib64",
+        "/usr/lib",
+        "/usr/lib64",
+        "/usr/local/lib",
+        "/etc/ld.so.cache",
+        "/etc/localtime",
+        "/usr/share/zoneinfo",
+    ]
     return [p for p in [*sys.path, *system, *extra] if p and os.path.exists(p)]
 
 
-DEVICES = {"/dev/null": FS_READ_FILE | FS_WRITE_FILE, "/dev/zero": FS_READ_FILE, "/dev/urandom": FS_READ_FILE,
-           "/dev/random": FS_READ_FILE}
+DEVICES = {
+    "/dev/null": FS_READ_FILE | FS_WRITE_FILE,
+    "/dev/zero": FS_READ_FILE,
+    "/dev/urandom": FS_READ_FILE,
+    "/dev/random": FS_READ_FILE,
+}
 
 
 def set_limits(cfg: dict) -> None:
@@ -277,11 +370,14 @@ def set_limits(cfg: dict) -> None:
 def isolate(cfg: dict, own: str, source: str, notes: list[str]) -> list[str]:
     """Apply every layer the kernel offers; return the names of those that held."""
     held: list[str] = []
+    without = set(cfg.get("without", ()))  # layers left out on purpose: tests of each layer alone
     reads = read_paths(cfg["read_paths"])
     uid, gid = os.getuid(), os.getgid()
     as_root = cfg["mode"] == "root" or (cfg["mode"] == "auto" and os.geteuid() == 0)
     run_uid = RUN_UID_BASE + os.getpid() if as_root else uid
     try:
+        if "namespaces" in without:
+            raise OSError("left out")
         if as_root:
             unshare(CLONE_NEWNET | CLONE_NEWNS)
         else:
@@ -305,13 +401,13 @@ def isolate(cfg: dict, own: str, source: str, notes: list[str]) -> list[str]:
         resource.setrlimit(resource.RLIMIT_NPROC, (cfg["tasks"], cfg["tasks"]))
         held.append("nproc")
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
-    abi = landlock_abi()
+    abi = landlock_abi() if "landlock" not in without else 0
     if abi:
         held += apply_landlock(reads, DEVICES, own, abi)
     else:
-        notes.append("no Landlock in this kernel")
+        notes.append("no Landlock" + (" (left out)" if "landlock" in without else " in this kernel"))
     resource.setrlimit(resource.RLIMIT_AS, (cfg["memory_bytes"],) * 2)
-    held += apply_seccomp()
+    held += apply_seccomp() if "seccomp" not in without else []
     return held
 
 

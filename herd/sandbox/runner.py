@@ -41,6 +41,7 @@ class Limits:
     read_paths: tuple[str, ...] = ()  # readable beyond the interpreter's import path and system libraries
     python: str = ""  # the interpreter that runs the program (default: this one)
     env: dict[str, str] = field(default_factory=dict)  # added to the child's scrubbed environment
+    without: tuple[str, ...] = ()  # leave out "seccomp", "landlock" or "namespaces": to test each layer alone
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -86,6 +87,7 @@ def child_config(limits: Limits) -> dict:
         "tasks": limits.tasks,
         "mode": limits.mode,
         "read_paths": list(limits.read_paths),
+        "without": list(limits.without),
     }
 
 
