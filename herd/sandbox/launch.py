@@ -13,7 +13,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import platform
 import resource
 import stat
 import struct
@@ -247,7 +246,7 @@ def _seccomp_program(pid: int) -> list[tuple[int, int, int, int]]:
 def apply_seccomp() -> list[str]:
     """No new processes (threads stay), no exec, no sockets (socketpair stays), no ptrace, no signals to
     others, no namespace, mount, module, BPF or io_uring calls. Needs no_new_privs first."""
-    if platform.machine() != "x86_64":
+    if os.uname().machine != "x86_64":
         return []
     prog = _seccomp_program(os.getpid())
     raw = b"".join(struct.pack("<HBBI", *ins) for ins in prog)
