@@ -12,8 +12,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--mode", choices=("auto", "root", "user"), default="auto", help="root path or user-namespace path")
     c.add_argument("--python", default="", help="the interpreter that runs the programs (default: this one)")
     c.add_argument("--threat", action="append", help="only these threats (files, processes, network, signals, ...)")
-    c.add_argument("--without", action="append", default=[], choices=("seccomp", "landlock", "namespaces"),
-                   help="leave a layer out, to see what the others stop alone")
+    c.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        choices=("seccomp", "landlock", "namespaces"),
+        help="leave a layer out, to see what the others stop alone",
+    )
     c.set_defaults(func=check_command)
 
 
