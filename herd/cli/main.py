@@ -17,6 +17,7 @@ COMMANDS = (
     "model",
     "generate",
     "chat",
+    "serve",
     "convert",
     "tokenizer",
     "tokenize",

@@ -16,6 +16,11 @@ def sample_next(logits: Tensor, temperature: float, top_p: float, generator: tor
     """Next token per row from logits (B, V): argmax at temperature 0, else nucleus sampling."""
     if temperature <= 0:
         return logits.argmax(dim=-1)
+    return torch.multinomial(nucleus_probs(logits, temperature, top_p), 1, generator=generator).squeeze(-1)
+
+
+def nucleus_probs(logits: Tensor, temperature: float, top_p: float) -> Tensor:
+    """The distribution sampled from (B, V): softmax at `temperature`, cut to the top-p nucleus."""
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     if top_p < 1.0:
         sorted_p, order = probs.sort(dim=-1, descending=True)
@@ -23,7 +28,7 @@ def sample_next(logits: Tensor, temperature: float, top_p: float, generator: tor
         outside = sorted_p.cumsum(dim=-1) - sorted_p > top_p
         sorted_p = sorted_p.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return probs
 
 
 @torch.inference_mode()
