@@ -28,6 +28,7 @@ COMMANDS = (
     "demo",
     "scaling",
     "recipe",
+    "safety",
 )
 
 

@@ -59,19 +59,22 @@ def guard_cache() -> Path:
 
 
 def load_guard(spec: str | Path, device: str = "cpu") -> Guard:
-    """A guard by name or path: 'minilm' (herd's MiniLM guard trained on the bundled set, cached after the
-    first use), a folder saved by EmbeddingGuard.save, or any model herd loads (a Llama Guard 3 checkpoint)."""
+    """A guard by name or path: 'minilm' (herd's MiniLM guard trained on the whole bundled set, cached after
+    the first use), 'minilm-train' (the same on its training topics only), a folder saved by
+    EmbeddingGuard.save, or any model herd loads (a Llama Guard 3 checkpoint)."""
     from herd.safety.trained import EmbeddingGuard
 
     path = Path(spec)
     if (path / "head.npz").is_file():
         return EmbeddingGuard.load(path)
-    if str(spec) == "minilm":
+    if str(spec) in ("minilm", "minilm-train"):
         from herd.safety.prompts import VERSION, load_prompt_set
+        from herd.safety.trained import split
 
-        cached = guard_cache() / f"minilm-guard-v{VERSION}"
+        cached = guard_cache() / f"{spec}-guard-v{VERSION}"
         if not (cached / "threshold.txt").is_file():  # written last by save
-            EmbeddingGuard.train(load_prompt_set()).save(cached)
+            rows = load_prompt_set()
+            EmbeddingGuard.train(rows if spec == "minilm" else split(rows)[0]).save(cached)
         return EmbeddingGuard.load(cached)
     from herd.safety.classifier import GuardClassifier
 
