@@ -37,6 +37,7 @@ class SafetyConfig:
     judge: str = "minilm"  # judges replies for VR; must differ from `guard`
     code_shield: bool = True
     prompts: str | None = None  # default: the bundled set
+    held_out: bool = False  # only prompts of the topics `minilm-train` never saw (herd.safety.trained.split)
     per_category: int = 0  # adversarial prompts per category (0: all)
     max_new_tokens: int = 48
     batch_size: int = 16
@@ -116,7 +117,12 @@ def summarise(rows: list[dict], violation: list[bool], refusal: list[bool]) -> d
 
 def evaluate_safety(cfg: SafetyConfig, out: Path) -> dict[str, Any]:
     save_resolved(cfg, out)
-    rows = select(load_prompt_set(Path(cfg.prompts) if cfg.prompts else None), cfg.per_category)
+    rows = load_prompt_set(Path(cfg.prompts) if cfg.prompts else None)
+    if cfg.held_out:  # a filter guard judged on its own training prompts would look perfect
+        from herd.safety.trained import is_held_out
+
+        rows = [r for r in rows if is_held_out(r)]
+    rows = select(rows, cfg.per_category)
     raw = generate_replies(cfg, rows)
     guard, judge = load_guard(cfg.guard), load_guard(cfg.judge)
     guarded = [

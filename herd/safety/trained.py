@@ -142,3 +142,23 @@ def evaluate_prompt_guard(pg: PromptGuard, test: Sequence[Mapping], fprs: Sequen
             pos = [s[cls] for s, r in zip(scores, test, strict=True) if r["label"] == cls and r["slice"] == slice_]
             out["tpr_at_fpr"][f"{cls}/{slice_}"] = {f"{f:g}": tpr_at_fpr(pos, neg, f) for f in fprs}
     return out
+
+
+def main() -> None:
+    """`python -m herd.safety.trained`: train both guards on the training topics, print held-out scores."""
+    import json
+
+    from herd.safety.prompts import load_prompt_guard_set, load_prompt_set
+
+    train, test = split(load_prompt_set())
+    report = evaluate_guard(EmbeddingGuard.train(train), train, test)
+    pg_rows = load_prompt_guard_set()
+    pg_train = [r for r in pg_rows if not pg_held_out(r)]
+    report["prompt_guard"] = evaluate_prompt_guard(
+        PromptGuard.train(pg_train), [r for r in pg_rows if pg_held_out(r)]
+    ) | {"n_train": len(pg_train)}
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
