@@ -30,6 +30,7 @@ COMMANDS = (
     "scaling",
     "recipe",
     "sandbox",
+    "safety",
 )
 
 

@@ -1,0 +1,93 @@
+"""GuardClassifier: any herd-loadable causal LM run as Llama Guard 3 (herd.load_model + its tokenizer).
+
+A real Llama Guard 3 checkpoint (HF folder or GGUF) and a tiny random Llama of the same architecture go
+through the same code: the prompt of herd.safety.llama_guard, one forward pass scoring the first answer
+token (P(unsafe) against P(safe), as Meta turns the guard into a classifier score [PL MODEL_CARD]), and
+greedy decoding of the category line only when the verdict is unsafe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from herd.safety.llama_guard import GuardVerdict, guard_task, parse_guard_output
+from herd.tokenizer import Llama3ChatFormat, TokenizerLike, load_chat_format
+
+
+class GuardClassifier:
+    """`classify(messages)` → GuardVerdict for the last message (User input or Agent output)."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: TokenizerLike,
+        threshold: float = 0.5,
+        categories: Sequence[str] | None = None,
+        max_new_tokens: int = 16,
+    ) -> None:
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.threshold, self.categories, self.max_new_tokens = threshold, categories, max_new_tokens
+        # A Llama 3 vocabulary gets the Llama 3.1 layout, even when its tokenizer carries a chat template:
+        # the guard checkpoint's own template already wraps the whole prompt and must not wrap it twice.
+        if "<|start_header_id|>" in tokenizer.special_ids:
+            self.fmt = Llama3ChatFormat(tokenizer)
+        else:
+            self.fmt = load_chat_format(tokenizer)
+        self.safe_id, self.unsafe_id = self._first_ids()
+
+    @classmethod
+    def load(cls, model: str | Path, tokenizer: str | Path | None = None, device: str = "cpu", **kw: Any):
+        """A checkpoint path (HF folder, Meta folder, .gguf) or bundled name, with its own tokenizer."""
+        from herd.model import load_model, resolve
+        from herd.tokenizer import load_tokenizer
+
+        source = resolve(model)
+        tok = load_tokenizer(tokenizer or (model if model == "smollm2" else source))
+        return cls(load_model(source, device=device), tok, **kw)
+
+    def _first_ids(self) -> tuple[int, int]:
+        safe, unsafe = self.tokenizer.encode("safe"), self.tokenizer.encode("unsafe")
+        if safe[0] == unsafe[0]:
+            raise ValueError("guard: 'safe' and 'unsafe' share their first token in this vocabulary")
+        return safe[0], unsafe[0]
+
+    def encode(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Prompt ids: the guard task as one user turn, then the assistant header the answer follows."""
+        return self.fmt.encode_prompt([{"role": "user", "content": guard_task(messages, self.categories)}])
+
+    @torch.no_grad()
+    def p_unsafe(self, batch: Sequence[Sequence[Mapping[str, Any]]]) -> list[float]:
+        """P(first answer token = unsafe | it is safe or unsafe), one conversation at a time (no padding)."""
+        device = self.model.tok_embeddings.weight.device
+        out = []
+        for messages in batch:
+            ids = torch.tensor([self.encode(messages)], device=device)
+            logits = self.model(ids)[0, -1].float()  # (V,): the first answer token
+            pair = torch.stack([logits[self.safe_id], logits[self.unsafe_id]])
+            out.append(float(torch.softmax(pair, 0)[1]))
+        return out
+
+    def classify(self, messages: Sequence[Mapping[str, Any]]) -> GuardVerdict:
+        p = self.p_unsafe([messages])[0]
+        if p < self.threshold:
+            return GuardVerdict("safe", p_unsafe=p)
+        text = self.generate(messages)
+        verdict = parse_guard_output(text)
+        # The score decided unsafe; the decoded text only supplies the categories.
+        problem = verdict.problem if verdict.label == "unsafe" else f"decoded {text.strip()[:40]!r}"
+        return GuardVerdict("unsafe", verdict.categories, problem, p_unsafe=p)
+
+    def generate(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        """The guard's greedy answer text, e.g. 'unsafe\\nS1'."""
+        from herd.model import generate
+
+        ids = self.encode(messages)
+        out = generate(self.model, [ids], max_new_tokens=self.max_new_tokens, stop_ids=sorted(self.tokenizer.stop_ids))
+        return self.tokenizer.decode(out[0])
+
+    def __call__(self, messages: Sequence[Mapping[str, Any]]) -> GuardVerdict:
+        return self.classify(messages)
