@@ -191,17 +191,25 @@ class PretrainConfig:
         return MixSchedule(tuple(stages))
 
 
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")  # a tiktoken ranks file; an HF vocabulary
+
+
+def _tokenizer_in(folder: Path) -> Path | None:
+    return next((folder / name for name in TOKENIZER_FILES if (folder / name).is_file()), None)
+
+
 def tokenizer_file(data: DataSection) -> Path | None:
-    """The tokenizer.model that `data.tokenizer` names, else the one beside the shards, else None."""
+    """The tokenizer file that `data.tokenizer` names, else the one beside the shards (`tokenizer.model`,
+    or `tokenizer.json` for an HF/GGUF vocabulary), else None."""
     if not data.tokenizer:
-        beside = Path(data.shards) / "tokenizer.model"
-        return beside if beside.is_file() else None
+        return _tokenizer_in(Path(data.shards))
     if data.tokenizer == "llama3":
         from herd.tokenizer.load import llama3_path
 
         return llama3_path()
     path = Path(data.tokenizer)
-    path = path / "tokenizer.model" if path.is_dir() else path
+    if path.is_dir():
+        path = _tokenizer_in(path) or path / TOKENIZER_FILES[0]
     if not path.is_file():
-        raise FileNotFoundError(f"data.tokenizer: {path} is not a tokenizer.model file")
+        raise FileNotFoundError(f"data.tokenizer: {path} is not a tokenizer.model or tokenizer.json file")
     return path

@@ -90,7 +90,18 @@ def finish(
         shutil.copytree(run_dir / "final", base, dirs_exist_ok=True)
     if tokenizer is not None:
         for export in (run_dir / "final", base):
-            shutil.copyfile(tokenizer, export / "tokenizer.model")
+            export_tokenizer(tokenizer, export)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     plot_run(run_dir, boundaries)
     return summary
+
+
+def export_tokenizer(tokenizer: Path, export: Path) -> None:
+    """Beside exported weights: a ranks file as `tokenizer.model`; an HF `tokenizer.json` as itself, with
+    its `tokenizer_config.json` (chat template, special tokens) when one sits beside it."""
+    if tokenizer.name != "tokenizer.json":
+        shutil.copyfile(tokenizer, export / "tokenizer.model")
+        return
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        if (tokenizer.parent / name).is_file():
+            shutil.copyfile(tokenizer.parent / name, export / name)

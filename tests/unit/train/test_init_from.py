@@ -78,3 +78,20 @@ def test_init_from_under_tp_and_pp_matches_one_process(token_dir, tmp_path, hf_f
     pp = pretrain_losses(token_dir, tmp_path / "pp", 2, *init, "parallel.pp=2", "parallel.dp_shard=1")
     assert_same_losses(tp, one)
     assert_same_losses(pp, one)
+
+
+def test_an_hf_vocabulary_beside_the_shards_is_found_and_exported(tmp_path) -> None:
+    """Shards tokenized with an HF/GGUF vocabulary carry tokenizer.json (+ its config): the run exports both."""
+    from herd.train.config import DataSection, tokenizer_file
+    from herd.train.finish import export_tokenizer
+
+    shards, export = tmp_path / "tokens", tmp_path / "final"
+    shards.mkdir()
+    export.mkdir()
+    (shards / "tokenizer.json").write_text('{"model": {}}')
+    (shards / "tokenizer_config.json").write_text('{"chat_template": "x"}')
+    found = tokenizer_file(DataSection(shards=str(shards)))
+    assert found == shards / "tokenizer.json"
+    assert tokenizer_file(DataSection(shards="unused", tokenizer=str(shards))) == found  # a folder names it too
+    export_tokenizer(found, export)
+    assert sorted(p.name for p in export.iterdir()) == ["tokenizer.json", "tokenizer_config.json"]
