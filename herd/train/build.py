@@ -19,7 +19,9 @@ from herd.parallel.parallelize import ParallelContext
 from herd.parallel.pp import Pipeline, StageParts, rank_stages, stage_model
 from herd.train.config import PretrainConfig
 
-SHAPE_KEYS = ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "vocab_size")
+# What a model's tensors depend on (RoPE and lengths change between phases and do not): a checkpoint or
+# `model.init_from`'s weights fit a config only where these agree.
+SHAPE_FIELDS = ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "vocab_size", "tie_embeddings")
 
 
 def model_config(cfg: PretrainConfig, vocab_size: int, loaded: ModelConfig | None = None) -> ModelConfig:
@@ -37,7 +39,7 @@ def model_config(cfg: PretrainConfig, vocab_size: int, loaded: ModelConfig | Non
 
 def _continued(cfg: PretrainConfig, vocab_size: int, loaded: ModelConfig) -> ModelConfig:
     m = cfg.model
-    for key in (*SHAPE_KEYS, "tie_embeddings"):
+    for key in SHAPE_FIELDS:
         if getattr(m, key) not in (0, None, getattr(loaded, key)):  # set, and not what the weights say
             raise ConfigError(
                 f"model.{key}={getattr(m, key)}: model.init_from={m.init_from} has {key}={getattr(loaded, key)} "

@@ -28,7 +28,7 @@ from herd.model.config import ModelConfig, flops_per_token
 from herd.model.convert import build_from_state_dict
 from herd.parallel.parallelize import ParallelContext
 from herd.train import guard, phases
-from herd.train.build import build_model, full_state, initial_weights, make_optimizer, model_config
+from herd.train.build import SHAPE_FIELDS, build_model, full_state, initial_weights, make_optimizer, model_config
 from herd.train.checkpoint import Checkpointer
 from herd.train.config import PretrainConfig, tokenizer_file
 from herd.train.finish import finish, save_snapshot, unigram_entropy
@@ -244,9 +244,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ checkpoints
     def save(self) -> None:
         rng = {"torch": torch.get_rng_state().tolist()}
-        shape = model_shape(self.base_cfg)  # checked against the config before a resume writes anything
-        train_state = {"state": dataclasses.asdict(self.state), "loader": self.loader.state_dict(), "rng": rng}
-        train_state["model"] = shape
+        train_state = {
+            "state": dataclasses.asdict(self.state), "loader": self.loader.state_dict(), "rng": rng,
+            "model": model_shape(self.base_cfg),  # checked against the config before a resume writes anything
+        }  # fmt: skip
         self.ckpt.save(self.state.step, self.model, self.optim, train_state)
 
     def resume(self) -> bool:
@@ -366,11 +367,8 @@ def shard_vocab(sources: dict[str, list[Path]], model_vocab: int) -> int:
     return vocab
 
 
-SHAPE_FIELDS = ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "vocab_size", "tie_embeddings")
-
-
 def model_shape(cfg: ModelConfig) -> dict:
-    """What a checkpoint's tensors depend on (RoPE and lengths change between phases and do not)."""
+    """The fields a checkpoint's tensors depend on, as a checkpoint records them."""
     return {k: getattr(cfg, k) for k in SHAPE_FIELDS}
 
 
