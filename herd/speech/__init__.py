@@ -1,0 +1,1 @@
+"""Speech for Llama 3 [P §8]: a Conformer encoder, BEST-RQ pre-training, a speech adapter, speech data."""

@@ -1,0 +1,1 @@
+"""Tools the model calls [P §4.3.5]: sandboxed Python, search over the bundled corpus, a calculator."""
