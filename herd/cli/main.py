@@ -31,6 +31,9 @@ COMMANDS = (
     "recipe",
     "sandbox",
     "safety",
+    "capability",
+    "vision",
+    "speech",
 )
 
 
