@@ -31,6 +31,7 @@ class DataError(ValueError):
 class Dialog:
     messages: list[dict[str, str]]
     source: str = ""
+    category: str = ""  # the SFT mix category [P §4.2.2, Table 7]; "" = from the source (herd.posttrain.mix)
 
 
 @dataclass
@@ -72,7 +73,7 @@ def parse_dialog(row: Mapping[str, Any], where: str) -> Dialog:
     messages = check_messages(row.get("messages"), where)
     if not any(m["role"] == "assistant" for m in messages):
         raise DataError(f"{where}: field 'messages': no assistant turn to train on")
-    return Dialog(messages=messages, source=str(row.get("source", "")))
+    return Dialog(messages=messages, source=str(row.get("source", "")), category=str(row.get("category", "")))
 
 
 def parse_preference(row: Mapping[str, Any], where: str) -> Preference:

@@ -31,6 +31,8 @@ def metrics_table(rounds: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "dpo_reward_accuracy_sft": _get(info, "dpo", "held_out_sft", "reward_accuracy"),
             "dpo_reward_accuracy": _get(info, "dpo", "held_out_dpo", "reward_accuracy"),
             "dpo_reward_margin": _get(info, "dpo", "held_out_dpo", "reward_margin"),
+            "dpo_logp_margin_sft": _get(info, "dpo", "held_out_sft", "logp_margin"),
+            "dpo_logp_margin": _get(info, "dpo", "held_out_dpo", "logp_margin"),
             "dpo_logp_accuracy_sft": _get(info, "dpo", "held_out_sft", "logp_accuracy"),
             "dpo_logp_accuracy": _get(info, "dpo", "held_out_dpo", "logp_accuracy"),
             "prune_in": _get(info, "prune", "in"),
@@ -56,9 +58,21 @@ PANELS = [
     (
         "DPO preference accuracy",
         "held-out accuracy",
-        [("dpo_reward_accuracy", "implicit reward", "-"), ("dpo_logp_accuracy", "log-prob", "--")],
+        [
+            ("dpo_logp_accuracy_sft", "log-prob, before DPO", ":"),
+            ("dpo_logp_accuracy", "log-prob, after DPO", "--"),
+            ("dpo_reward_accuracy", "implicit reward, after", "-"),
+        ],
     ),
-    ("DPO reward margin", "β·(log-ratio chosen − rejected)", [("dpo_reward_margin", "held out", "-")]),
+    (
+        "DPO margin (held out)",
+        "log p(chosen) − log p(rejected)",
+        [
+            ("dpo_logp_margin_sft", "before DPO", ":"),
+            ("dpo_logp_margin", "after DPO", "--"),
+            ("dpo_reward_margin", "β·log-ratio, after", "-"),
+        ],
+    ),
     ("Rejection sampling", "RM score", [("rs_best_of_k", "best of K", "-"), ("rs_mean_of_k", "mean of K", "--")]),
     ("Data pruning", "SFT dialogs", [("prune_in", "in", ":"), ("prune_kept", "kept", "-")]),
 ]
@@ -85,6 +99,51 @@ def plot_rounds(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
         else:
             ax.text(0.5, 0.5, "off in this run", ha="center", va="center", transform=ax.transAxes, color="gray")
     fig.suptitle("herd posttrain: held-out metrics by round")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def capability_table(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per capability and model (base, round 1, ...): its evaluation with the 95% CI half-width, and
+    the data its pipeline kept and dropped that round [P §4.3]."""
+    rows = []
+    evals = [(0, summary.get("capability_evals_base") or {}, {})]
+    evals += [(i["round"], i.get("capability_evals") or {}, i) for i in summary["rounds"]]
+    for r, per_cap, info in evals:
+        for name, e in per_cap.items():
+            data = info.get(f"cap-{name}", {})
+            rows.append(
+                {
+                    "capability": name,
+                    "round": r,
+                    "metric": e.get("metric"),
+                    "value": e.get("value"),
+                    "ci95": e.get("ci95"),
+                    "n": e.get("n"),
+                    "kept": data.get("kept"),
+                    "dropped": data.get("dropped"),
+                }
+            )
+    return rows
+
+
+def plot_capabilities(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Each capability's evaluation by round (0 = the base model) with its 95% CI as error bars."""
+    plt = _pyplot()
+    names = sorted({r["capability"] for r in rows})
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        pts = [r for r in rows if r["capability"] == name and r.get("value") is not None]
+        ax.errorbar([r["round"] for r in pts], [r["value"] for r in pts], yerr=[r.get("ci95") or 0 for r in pts],
+                    marker="o", capsize=3)  # fmt: skip
+        ax.set_title(name)
+        ax.set_xlabel("round (0 = base)")
+        ax.set_ylabel(pts[0]["metric"] if pts else "")
+        ax.set_xticks(sorted({r["round"] for r in pts}))
+    fig.suptitle("herd posttrain: capability evaluations (± 95% CI)")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)

@@ -17,6 +17,7 @@ import torch
 
 from herd.model import Transformer, generate
 from herd.posttrain.data import Preference
+from herd.posttrain.mix import category_of
 from herd.posttrain.reward import RewardModel, score
 from herd.tokenizer.chat import ChatFormatLike
 
@@ -85,7 +86,12 @@ def rejection_sample(
             best = max(range(len(outs)), key=scores.__getitem__)
             texts = [chat.decode_message(o)["content"] for o in outs]
             kept.append(
-                {"messages": [*m, {"role": "assistant", "content": texts[best]}], "source": "rs", "score": scores[best]}
+                {
+                    "messages": [*m, {"role": "assistant", "content": texts[best]}],
+                    "source": "rs",
+                    "category": category_of(row),  # the prompt's category: a code prompt's reply is code data
+                    "score": scores[best],
+                }
             )
             best_scores.append(scores[best])
             all_scores.append(sum(scores) / len(scores))

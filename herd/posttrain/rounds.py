@@ -3,8 +3,16 @@
 Each stage is files → files + MANIFEST.json (herd.core.stage.run_stage), so a rerun skips every stage
 whose inputs and config are unchanged and resumes at the first that is not. Each round writes a manifest
 of its own summarizing its stages. The RM starts from the base checkpoint and sees all preference data
-so far (bundled + pairs verified during earlier rounds' sampling); SFT starts from the previous round's
-model; DPO starts from this round's SFT model, which is also its reference.
+so far (bundled + pairs verified during earlier rounds' sampling and capability pipelines). SFT starts
+from the pre-trained (base) checkpoint each round and trains on all data gathered so far, the paper's
+loop [P §4.1, Figure 7]; `sft_from = "previous"` instead continues from the previous round's model on this
+round's data. DPO starts from this round's SFT model, which is also its reference.
+
+`capabilities = ["code", "math", ...]` runs those capability pipelines (herd.posttrain.capabilities) in
+every round with the round's starting policy, as stages `round-N/cap-<name>/`: their dialogs join SFT,
+their checked pairs join RM and DPO, and each capability's evaluation runs on the base model and after
+every round (`capability-evals/`). SFT's train dialogs are resampled toward the Table 7 category mix
+(`[mix]`, herd.posttrain.mix) and the realised shares are recorded.
 
 With `[prune] enabled = true`, a `prune` stage between rejection sampling and SFT cleans and prunes this
 round's SFT train dialogs (bundle + best-of-K) with this round's RM [P §4.2.3] (herd.posttrain.data_quality);
@@ -22,13 +30,14 @@ from typing import Any, ClassVar
 
 import torch
 
-from herd.core.config import save_resolved
+from herd.core.config import ConfigError, save_resolved
 from herd.core.logging import get_logger
 from herd.core.manifest import Manifest
 from herd.core.runtime import seed_everything
 from herd.core.stage import Stage, run_fn, run_stage
 from herd.model import Transformer, build_model, get_preset, load_model
 from herd.posttrain.bundle import BundleConfig, build_bundle
+from herd.posttrain.capabilities import CapabilityContext, get_capability
 from herd.posttrain.common import save_model
 from herd.posttrain.data import (
     KEEP_STRENGTHS,
@@ -41,7 +50,8 @@ from herd.posttrain.data import (
 )
 from herd.posttrain.data_quality import PruneConfig, load_judge, prune, rm_scorer
 from herd.posttrain.dpo import DPOConfig, cache_reference, encode_pairs, preference_metrics, train_dpo
-from herd.posttrain.plots import metrics_table, plot_rounds
+from herd.posttrain.mix import MixConfig, category_of, resample
+from herd.posttrain.plots import capability_table, metrics_table, plot_capabilities, plot_rounds
 from herd.posttrain.rejection import RSConfig, rejection_sample
 from herd.posttrain.reward import RewardModel, RMConfig, accuracy, encode_preference, train_rm
 from herd.posttrain.sft import Example, SFTConfig, encode_dialogs, held_out_loss, train_sft
@@ -79,6 +89,17 @@ class PosttrainConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)  # on the SFT data, between RS and SFT [P §4.2.3]
+    sft_from: str = "pretrained"  # or "previous": where each round's SFT starts [P §4.1]
+    mix: MixConfig = field(default_factory=MixConfig)  # SFT category mix [P §4.2.2, Table 7]
+    capabilities: list[str] = field(default_factory=list)  # pipelines run in each round [P §4.3]
+    capability: dict[str, dict[str, Any]] = field(default_factory=dict)  # [capability.<name>] options
+
+    def __post_init__(self) -> None:
+        if self.sft_from not in ("pretrained", "previous"):
+            raise ConfigError(f"sft_from: {self.sft_from!r} is not one of 'pretrained', 'previous'")
+        for name in self.capability:
+            if name not in self.capabilities:
+                raise ConfigError(f"capability.{name}: options for a capability not in `capabilities`")
 
 
 @dataclass
@@ -127,12 +148,17 @@ def train_rounds(cfg: PosttrainConfig, out: Path) -> dict[str, Any]:
     ctx = _context(cfg)
     model_dir = _base(ctx, out / "base")
     summary: dict[str, Any] = {"rounds": []}
+    if cfg.capabilities:
+        summary["capability_evals_base"] = _capability_evals(ctx, model_dir, out / "cap-eval-base", 0).counts
     for r in range(1, cfg.rounds + 1):
         model_dir, info = _round(ctx, r, model_dir, out / f"round-{r}")
         summary["rounds"].append(info)
     summary["final_model"] = str(model_dir)
     summary["metrics"] = metrics_table(summary["rounds"])
     summary["plots"] = {"metrics": str(plot_rounds(summary["metrics"], out / "metrics.png"))}
+    if cfg.capabilities:
+        summary["capabilities"] = capability_table(summary)
+        summary["plots"]["capabilities"] = str(plot_capabilities(summary["capabilities"], out / "capabilities.png"))
     summary["wall_s"] = round(time.perf_counter() - start, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -147,8 +173,14 @@ def report_counts(summary: dict[str, Any]) -> dict[str, Any]:
         "wall_s": summary.get("wall_s"),
         "metrics": summary["metrics"],
         "round_wall_s": [{"round": i["round"], **i.get("wall_s", {})} for i in summary["rounds"]],
-        "report": {"figures": {"metrics.png": "Held-out metrics by round"}},
+        "mix": [{"round": i["round"], **i["sft"].get("mix", {})} for i in summary["rounds"] if "sft" in i],
+        "capabilities": summary.get("capabilities", []),
+        "report": {"figures": {"metrics.png": "Held-out metrics by round", **_capability_figure(summary)}},
     }
+
+
+def _capability_figure(summary: dict[str, Any]) -> dict[str, str]:
+    return {"capabilities.png": "Capability evaluations by round"} if summary.get("capabilities") else {}
 
 
 def _context(cfg: PosttrainConfig) -> _Ctx:
@@ -185,7 +217,7 @@ def _base(ctx: _Ctx, out: Path) -> Path:
             max_seq_len=1024,
         )
         model = build_model(cfg, seed=ctx.cfg.seed)
-        examples = [Example(e.tokens, [1] * len(e.tokens)) for e in _sft_examples(ctx, [])[0]]  # every token
+        examples = [Example(e.tokens, [1] * len(e.tokens)) for e in _encode(ctx, _sft_dialogs(ctx, [])[0])]
         warm = SFTConfig(
             lr=b.warmup_lr, epochs=100, batch_rows=8, seq_len=ctx.cfg.sft.seq_len, max_steps=b.warmup_steps
         )
@@ -210,23 +242,20 @@ def _sft_dialogs(ctx: _Ctx, extra: list[Path]) -> tuple[list[Dialog], list[Dialo
     dialogs = read_dialogs(ctx.bundle / "sft.jsonl")
     train, held = split_held_out(dialogs, ctx.cfg.held_out_fraction, ctx.cfg.seed)
     for p in extra:
-        train += read_dialogs(p)
+        if p.is_file():
+            train += read_dialogs(p)
     return train, held
 
 
-def _sft_examples(ctx: _Ctx, extra: list[Path], train_file: Path | None = None) -> tuple[list[Example], list[Example]]:
-    """Encoded (train, held out); `train_file` (pruned dialogs) replaces the train side, never held out."""
-    train, held = _sft_dialogs(ctx, extra)
-    if train_file is not None:
-        train = read_dialogs(train_file)
-    enc = lambda ds: encode_dialogs(ctx.chat, [d.messages for d in ds], ctx.cfg.sft.seq_len)
-    return enc(train), enc(held)
+def _encode(ctx: _Ctx, dialogs: list[Dialog]) -> list[Example]:
+    return encode_dialogs(ctx.chat, [d.messages for d in dialogs], ctx.cfg.sft.seq_len)
 
 
 def _round(ctx: _Ctx, r: int, prev: Path, out: Path) -> tuple[Path, dict[str, Any]]:
     cfg = ctx.cfg
     base = _base_dir(ctx)
-    earlier_prefs = [p for i in range(1, r) if (p := out.parent / f"round-{i}" / "rs" / "prefs.jsonl").is_file()]
+    earlier = [out.parent / f"round-{i}" for i in range(1, r)]
+    earlier_prefs = [p for d in earlier for p in _pref_files(d)]
     stages: dict[str, Manifest] = {}
     stages["rm"] = run_fn(
         f"posttrain-rm-{r}",
@@ -242,15 +271,20 @@ def _round(ctx: _Ctx, r: int, prev: Path, out: Path) -> tuple[Path, dict[str, An
         out / "rs",
         lambda tmp: _rs_stage(ctx, prev, out / "rm", r, tmp),
     )
-    pruned = _maybe_prune(ctx, r, out, stages)
+    for name in cfg.capabilities:
+        stages[f"cap-{name}"] = _capability_stage(ctx, name, r, prev, out / f"cap-{name}")
+    # The paper's loop retrains SFT from the pre-trained checkpoint on everything gathered so far [P §4.1].
+    start, rounds = (base, [*earlier, out]) if cfg.sft_from == "pretrained" else (prev, [out])
+    gathered = [p for d in rounds for p in _dialog_files(d)]
+    pruned = _maybe_prune(ctx, r, out, stages, gathered)
     stages["sft"] = run_fn(
         f"posttrain-sft-{r}",
-        [prev, ctx.bundle / "sft.jsonl", out / "rs", *([out / "prune"] if pruned else [])],
-        _stage_config(ctx, cfg.sft),
+        [start, ctx.bundle / "sft.jsonl", *(p.parent for p in gathered), *([out / "prune"] if pruned else [])],
+        _stage_config(ctx, {"sft": cfg.sft, "mix": cfg.mix, "from": cfg.sft_from}),
         out / "sft",
-        lambda tmp: _sft_stage(ctx, prev, out / "rs" / "best.jsonl", tmp, pruned),
+        lambda tmp: _sft_stage(ctx, start, gathered, tmp, pruned),
     )
-    latest = [out / "rs" / "prefs.jsonl"] if (out / "rs" / "prefs.jsonl").is_file() else []
+    latest = _pref_files(out)  # DPO uses the latest batches of preference data [P §4.1.4]
     stages["dpo"] = run_fn(
         f"posttrain-dpo-{r}",
         [out / "sft", ctx.bundle / "prefs.jsonl", *latest],
@@ -263,20 +297,57 @@ def _round(ctx: _Ctx, r: int, prev: Path, out: Path) -> tuple[Path, dict[str, An
         **{k: m.counts for k, m in stages.items()},
         "wall_s": {k: m.wall_time_s for k, m in stages.items()},
     }
+    if cfg.capabilities:
+        info["capability_evals"] = _capability_evals(ctx, out / "dpo", out / "cap-eval", r).counts
     Manifest.write(out, "posttrain-round", [prev, *(out / k for k in stages)], cfg, info)
     return out / "dpo", info
 
 
-def _maybe_prune(ctx: _Ctx, r: int, out: Path, stages: dict[str, Manifest]) -> Path | None:
+def _dialog_files(round_dir: Path) -> list[Path]:
+    """A round's new SFT dialogs: rejection sampling's best-of-K and each capability pipeline's kept."""
+    return [round_dir / "rs" / "best.jsonl", *sorted(round_dir.glob("cap-*/sft.jsonl"))]
+
+
+def _pref_files(round_dir: Path) -> list[Path]:
+    """A round's new checked preference pairs: verified RS pairs and capability pipelines' pairs."""
+    return [p for p in [round_dir / "rs" / "prefs.jsonl", *sorted(round_dir.glob("cap-*/prefs.jsonl"))] if p.is_file()]
+
+
+def _capability_ctx(ctx: _Ctx, policy: Path, r: int) -> CapabilityContext:
+    return CapabilityContext(policy=policy, chat=ctx.chat, bundle=ctx.bundle, seed=ctx.cfg.seed + r, round=r)
+
+
+def _capability_stage(ctx: _Ctx, name: str, r: int, policy: Path, out: Path) -> Manifest:
+    """Capability `name`'s data for round r, generated with the round's starting policy [P §4.3]."""
+    options = ctx.cfg.capability.get(name, {})
+    cap = get_capability(name, options)
+    return run_fn(
+        f"posttrain-cap-{name}-{r}",
+        [policy, ctx.bundle],
+        _stage_config(ctx, {"name": name, "options": options}),
+        out,
+        lambda tmp: cap.build(_capability_ctx(ctx, policy, r), tmp),
+    )
+
+
+def _capability_evals(ctx: _Ctx, model: Path, out: Path, r: int) -> Manifest:
+    """Every capability's evaluation of `model` (the base when r = 0, else round r's final model)."""
+    caps = {name: get_capability(name, ctx.cfg.capability.get(name, {})) for name in ctx.cfg.capabilities}
+    section = {"capabilities": ctx.cfg.capabilities, "options": ctx.cfg.capability}
+    fn = lambda tmp: {name: cap.evaluate(model, _capability_ctx(ctx, model, r)) for name, cap in caps.items()}
+    return run_fn(f"posttrain-cap-eval-{r}", [model], _stage_config(ctx, section), out, fn)
+
+
+def _maybe_prune(ctx: _Ctx, r: int, out: Path, stages: dict[str, Manifest], gathered: list[Path]) -> Path | None:
     """The prune stage when enabled; returns the kept dialogs file SFT trains on (None: prune is off)."""
     if not ctx.cfg.prune.enabled:
         return None
     stages["prune"] = run_fn(
         f"posttrain-prune-{r}",
-        [ctx.bundle / "sft.jsonl", out / "rs", out / "rm"],
+        [ctx.bundle / "sft.jsonl", *(p.parent for p in gathered), out / "rm"],
         _stage_config(ctx, ctx.cfg.prune),
         out / "prune",
-        lambda tmp: _prune_stage(ctx, out / "rm", out / "rs" / "best.jsonl", r, tmp),
+        lambda tmp: _prune_stage(ctx, out / "rm", gathered, r, tmp),
     )
     return out / "prune" / "kept.jsonl"
 
@@ -325,11 +396,11 @@ def _rs_stage(ctx: _Ctx, policy_dir: Path, rm_dir: Path, r: int, tmp: Path) -> d
     return s
 
 
-def _prune_stage(ctx: _Ctx, rm_dir: Path, best: Path, r: int, tmp: Path) -> dict[str, Any]:
-    """This round's SFT train dialogs (bundle + best-of-K) → kept.jsonl, dropped/dropped.jsonl with reasons."""
+def _prune_stage(ctx: _Ctx, rm_dir: Path, gathered: list[Path], r: int, tmp: Path) -> dict[str, Any]:
+    """This round's SFT train dialogs (bundle + gathered) → kept.jsonl, dropped/dropped.jsonl with reasons."""
     seed_everything(ctx.cfg.seed)
-    train, _ = _sft_dialogs(ctx, [best])
-    rows = [{"messages": d.messages, "source": d.source} for d in train]
+    train, _ = _sft_dialogs(ctx, gathered)
+    rows = [{"messages": d.messages, "source": d.source, "category": _category(d)} for d in train]
     scorer = rm_scorer(RewardModel.load(rm_dir), ctx.chat, ctx.cfg.rm.max_len)
     kept, dropped, stats = prune(rows, ctx.cfg.prune, rm=scorer, judge=load_judge(ctx.cfg.prune))
     write_jsonl(tmp / "kept.jsonl", kept)
@@ -339,15 +410,24 @@ def _prune_stage(ctx: _Ctx, rm_dir: Path, best: Path, r: int, tmp: Path) -> dict
     return stats
 
 
-def _sft_stage(ctx: _Ctx, prev: Path, best: Path, tmp: Path, pruned: Path | None = None) -> dict[str, Any]:
+def _sft_stage(ctx: _Ctx, start: Path, gathered: list[Path], tmp: Path, pruned: Path | None = None) -> dict[str, Any]:
     seed_everything(ctx.cfg.seed)
-    train, held = _sft_examples(ctx, [best], pruned)
-    model = load_model(prev)
+    train_d, held_d = _sft_dialogs(ctx, gathered)
+    if pruned is not None:
+        train_d = read_dialogs(pruned)
+    train_d, mix = resample(train_d, [_category(d) for d in train_d], ctx.cfg.mix)
+    train, held = _encode(ctx, train_d), _encode(ctx, held_d)
+    model = load_model(start)
     before = held_out_loss(model, held, ctx.cfg.sft, ctx.pad_id)
     metrics = train_sft(model, train, ctx.cfg.sft, ctx.pad_id)
     after = held_out_loss(model, held, ctx.cfg.sft, ctx.pad_id)
     save_model(model, tmp, ctx.tokenizer_file)
-    return {"examples": len(train), "held_out_loss_before": before, "held_out_loss": after, **metrics}
+    log.info("sft: category mix %s (target %s)", mix["realised"], ctx.cfg.mix.target)
+    return {"examples": len(train), "held_out_loss_before": before, "held_out_loss": after, "mix": mix, **metrics}
+
+
+def _category(d: Dialog) -> str:
+    return category_of({"category": d.category, "source": d.source})
 
 
 def _dpo_stage(ctx: _Ctx, sft_dir: Path, latest: list[Path], tmp: Path) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import hashlib
 import html
 import json
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -611,10 +611,36 @@ def _posttrain_section(ctx: _Ctx) -> Section:
         cols = [k for k in rows[0] if any(r.get(k) is not None for r in rows)]
         blocks.append(Table(cols, [[r.get(k) for k in cols] for r in rows], caption="Held-out metrics per round"))
     blocks += _declared("posttrain", run, c, ctx.out)
+    blocks += _capability_blocks(c)
     walls = [[w.get("round"), *(w.get(k) for k in ("rm", "rs", "sft", "dpo"))] for w in c.get("round_wall_s") or []]
     if any(any(w[1:]) for w in walls):
         blocks.append(Table(["round", "RM s", "RS s", "SFT s", "DPO s"], walls, caption="Wall time per component"))
     return Section("posttrain", title, blocks)
+
+
+def _capability_blocks(c: Mapping[str, Any]) -> list[Any]:
+    """The SFT category mix per round against Table 7, and each capability pipeline's data and evaluation."""
+    blocks: list[Any] = []
+    mixes = [m for m in c.get("mix") or [] if m.get("realised")]
+    if mixes:
+        cats = sorted({k for m in mixes for k in (*m["realised"], *m.get("target", {}))})
+        rows = [["target (Table 7)", *(mixes[0].get("target", {}).get(k) for k in cats)]]
+        rows += [[f"round {m['round']}", *(m["realised"].get(k, 0.0) for k in cats)] for m in mixes]
+        blocks.append(Table(["SFT mix, % of dialogs", *cats], rows, caption="SFT category mix [P §4.2.2, Table 7]"))
+    caps = c.get("capabilities") or []
+    if caps:
+        rows = [
+            [r["capability"], "base" if r["round"] == 0 else r["round"], r.get("kept"), r.get("dropped"),
+             r.get("metric"), _pm(r.get("value"), r.get("ci95")), r.get("n")]
+            for r in caps
+        ]  # fmt: skip
+        cols = ["capability", "model", "kept", "dropped", "metric", "value ± 95% CI", "n"]
+        blocks.append(Table(cols, rows, caption="Capability pipelines: data kept per round and evaluation [P §4.3]"))
+    return blocks
+
+
+def _pm(value: float | None, ci: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f} ± {100 * (ci or 0):.1f}"
 
 
 # ---------------------------------------------------------------------------------------------- eval

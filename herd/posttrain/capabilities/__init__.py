@@ -17,7 +17,6 @@ post-training config and are checked against the pipeline's `Config` dataclass (
 
 from herd.posttrain.capabilities.base import (
     CAPABILITIES,
-    TABLE7_SHARES,
     Capability,
     CapabilityContext,
     Outputs,
@@ -25,6 +24,7 @@ from herd.posttrain.capabilities.base import (
     register,
     sample_replies,
 )
+from herd.posttrain.mix import TABLE7_SHARES
 
 __all__ = [
     "CAPABILITIES",

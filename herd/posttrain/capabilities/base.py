@@ -15,17 +15,6 @@ from herd.core.config import ConfigError, from_dict
 from herd.posttrain.data import write_jsonl
 from herd.tokenizer.chat import ChatFormatLike
 
-# The SFT mix by category, share of examples in percent [P §4.2.2, Table 7]: the default target that
-# `sft_mix` reports realised shares against.
-TABLE7_SHARES = {
-    "general": 52.66,
-    "code": 14.89,
-    "multilingual": 3.01,
-    "exam": 8.14,
-    "reasoning_tools": 21.19,
-    "long_context": 0.11,
-}
-
 # name -> module that registers it; imported on first use so a run loads only the pipelines it asks for.
 _MODULES = {
     "code": "herd.posttrain.capabilities.code",
@@ -86,7 +75,7 @@ class Capability(abc.ABC):
     TABLE7_SHARES) and `Config` (a dataclass of their options), and implement `generate` and `evaluate`."""
 
     name: ClassVar[str]
-    category: ClassVar[str]
+    category: ClassVar[str]  # a key of herd.posttrain.mix.TABLE7_SHARES
     Config: ClassVar[type]
 
     def __init__(self, config: Any) -> None:

@@ -107,3 +107,18 @@ def test_variant_average_is_the_average_of_runs(model):
     )
     for k, v in merged.state_dict().items():
         torch.testing.assert_close(v, expected[k])
+
+
+def test_steering_system_prompts_are_cycled_over_prompts(chat, model):
+    """Rejection sampling's steering system prompts [P §4.2.2]: prompt i gets system prompt i mod S, a prompt
+    with its own system message keeps it, and the kept dialog carries the system prompt it was sampled under."""
+    from herd.posttrain.rejection import RSConfig, rejection_sample
+
+    rows = [{"prompt": [{"role": "user", "content": f"q{i}"}], "source": "code"} for i in range(5)]
+    rows.append({"prompt": [{"role": "system", "content": "own"}, {"role": "user", "content": "q5"}]})
+    cfg = RSConfig(k=2, max_new_tokens=3, prompts_per_batch=4, system_prompts=["Be brief.", "Show working."])
+    kept = rejection_sample(model, RewardModel(copy.deepcopy(model)), chat, rows, cfg)["kept"]
+    systems = [d["messages"][0]["content"] for d in kept]
+    assert systems == ["Be brief.", "Show working.", "Be brief.", "Show working.", "Be brief.", "own"]
+    assert [d["messages"][1]["content"] for d in kept] == [f"q{i}" for i in range(6)]
+    assert {d["category"] for d in kept[:5]} == {"code"} and kept[5]["category"] == "general"

@@ -98,6 +98,11 @@ def _posttrain(out: Path) -> Path:
         "final_model": "x",
         "metrics": metrics,
         "round_wall_s": [{"round": r, "rm": 1.0, "sft": 2.0} for r in (1, 2)],
+        "mix": [{"round": 1, "target": {"code": 14.89, "general": 52.66}, "realised": {"code": 21.9, "general": 78.1}}],
+        "capabilities": [
+            {"capability": "math", "round": r, "metric": "accuracy", "value": v, "ci95": 0.05, "n": 100, "kept": k}
+            for r, v, k in ((0, 0.12, None), (1, 0.31, 57))
+        ],
         "report": {
             "figures": {"metrics.png": "Held-out metrics by round"},
             "tables": [{"head": ["round", "dialogs kept"], "rows": [[1, 306]], "caption": "Pruning by quality"}],
@@ -191,6 +196,8 @@ def test_sections_render_the_recorded_numbers(report: Path) -> None:
     assert "40.0 ± 15.0" in text and "30.0 ± 15.0" in text and "+10.0" in text  # chat vs base with CIs
     assert "base model: contamination analysis not enabled." in text
     assert "<caption>Pruning by quality</caption>" in text and "<td>306</td>" in text  # a table a stage declared
+    assert "<td>round 1</td><td>21.9</td><td>78.1</td>" in text  # the realised SFT category mix
+    assert "<td>math</td><td>base</td>" in text and "<td>31.0 ± 5.0</td>" in text  # a capability's eval
     assert "&lt;b&gt;2+3&lt;/b&gt;" in text  # chats are escaped
     assert "← tokens" in text  # the pretrain manifest's upstream hash is traced to the token shards' manifest
     # 1 corpus + 2 + 2 curate + 2 tokenizer + 1 tokens + 30 pretrain + 12 posttrain + 5 + 5 eval
