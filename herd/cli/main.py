@@ -32,6 +32,7 @@ COMMANDS = (
     "sandbox",
     "safety",
     "capability",
+    "experiment",
     "vision",
     "speech",
 )

@@ -156,9 +156,13 @@ def write_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ctx = _Ctx({k: Path(v) for k, v in stages.items() if v is not None}, out, chats)
-    sections = [build(ctx) for build in _SECTIONS]
-    atomic_write_text(out / "report.md", _markdown(title, sections))
-    return atomic_write_text(out / "index.html", _page(title, sections))
+    return write_sections(title, [build(ctx) for build in _SECTIONS], out)
+
+
+def write_sections(title: str, sections: list[Section], out: Path) -> Path:
+    """`out/index.html` and `out/report.md` from the same blocks (figures already in `out`); the HTML path."""
+    atomic_write_text(Path(out) / "report.md", _markdown(title, sections))
+    return atomic_write_text(Path(out) / "index.html", _page(title, sections))
 
 
 def _page(title: str, sections: list[Section]) -> str:

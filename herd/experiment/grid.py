@@ -1,0 +1,166 @@
+"""The experiment grid: every (arm, seed) is one run of a herd command with the arm's overrides.
+
+    [experiment]
+    command = "pretrain"                     # any herd command that takes CONFIG [a.b=c ...]
+    config = "configs/pretrain/debug.toml"   # the base config every arm starts from
+    out_key = "run_dir"                      # the config key naming the run's output folder
+    seed_key = "seed"
+    seeds = [0, 1]
+    metric = "held_out_loss_last"            # dotted path into the run's MANIFEST.json counts
+    higher_is_better = false
+    baseline = "plain"                       # the arm every other arm is compared with
+    [arms.plain]
+    [arms.filtered]
+    "data.shards" = "runs/tokens-filtered"
+
+Runs go to `<out>/<arm>/seed-<s>/`; each is a subprocess (`python -m herd.cli COMMAND CONFIG ...`) whose
+command skips the stages it already finished, so a rerun of the experiment redoes only unfinished runs.
+`parallel` runs that many at once (each with `threads` torch threads): on 2 cores, 2 × 1 thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from herd.core.config import ConfigError, parse_override
+from herd.core.logging import get_logger
+from herd.core.manifest import Manifest
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ExperimentSection:
+    command: str = "pretrain"
+    config: str = ""
+    out_key: str = "run_dir"  # pretrain: run_dir; posttrain / eval / safety / capability: out
+    seed_key: str = "seed"
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    metric: str = "held_out_loss_last"
+    higher_is_better: bool = False
+    baseline: str = ""  # "" = the first arm
+    parallel: int = 1
+    threads: int = 1  # OMP/torch threads per run
+    claim: str = ""  # the sentence the experiment tests, printed with its verdict
+
+
+@dataclass
+class ExperimentConfig:
+    out: str = "runs/experiments/example"
+    experiment: ExperimentSection = field(default_factory=ExperimentSection)
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm -> {dotted key: value}
+    common: dict[str, Any] = field(default_factory=dict)  # overrides every arm gets
+
+    def __post_init__(self) -> None:
+        if not self.arms:
+            raise ConfigError("arms: an experiment needs at least one [arms.<name>] table")
+        if self.experiment.baseline and self.experiment.baseline not in self.arms:
+            arms = ", ".join(self.arms)
+            raise ConfigError(f"experiment.baseline: {self.experiment.baseline!r} is not one of the arms: {arms}")
+        if len(set(self.experiment.seeds)) != len(self.experiment.seeds) or not self.experiment.seeds:
+            raise ConfigError("experiment.seeds: give one or more distinct seeds")
+
+    @property
+    def baseline(self) -> str:
+        return self.experiment.baseline or next(iter(self.arms))
+
+
+@dataclass
+class Run:
+    arm: str
+    seed: int
+    out: Path
+    overrides: list[str]
+
+    def command(self, exp: ExperimentSection) -> list[str]:
+        return [sys.executable, "-m", "herd.cli", exp.command, exp.config or "/dev/null", *self.overrides]
+
+
+def _override(key: str, value: Any) -> str:
+    """`key=value` with value in TOML syntax, so strings, lists and booleans survive the command line."""
+    import tomli_w
+
+    text = tomli_w.dumps({"v": value}).strip()[len("v = ") :]
+    parse_override(f"{key}={text}")  # fails here, naming the key, rather than in a subprocess
+    return f"{key}={text}"
+
+
+def plan_runs(cfg: ExperimentConfig) -> list[Run]:
+    """Every (arm, seed), seeds outermost so a partial run has every arm at the first seeds."""
+    exp, runs = cfg.experiment, []
+    for seed in exp.seeds:
+        for arm, over in cfg.arms.items():
+            out = Path(cfg.out) / arm / f"seed-{seed}"
+            items = {**cfg.common, **over, exp.seed_key: seed, exp.out_key: str(out)}
+            runs.append(Run(arm, seed, out, [_override(k, v) for k, v in items.items()]))
+    return runs
+
+
+def run_experiment(cfg: ExperimentConfig, only_plan: bool = False) -> list[dict[str, Any]]:
+    """Run (or skip) every run of the grid; returns one record per run: arm, seed, metric value, wall time."""
+    runs = plan_runs(cfg)
+    if only_plan:
+        return [{"arm": r.arm, "seed": r.seed, "command": r.command(cfg.experiment)} for r in runs]
+    with ThreadPoolExecutor(max_workers=max(1, cfg.experiment.parallel)) as pool:
+        return list(pool.map(lambda r: _run_one(cfg.experiment, r), runs))
+
+
+def _run_one(exp: ExperimentSection, run: Run) -> dict[str, Any]:
+    run.out.mkdir(parents=True, exist_ok=True)
+    done, cmd = run.out.parent / f"seed-{run.seed}.done.json", run.command(exp)
+    if (wall := _finished(done, cmd, run.out)) is not None:
+        log.info("experiment: %s seed %d finished earlier, skipped", run.arm, run.seed)
+    else:
+        wall = _execute(cmd, run, exp.threads)
+        done.write_text(json.dumps({"command": cmd, "key": Manifest.read(run.out).key, "wall_s": wall}) + "\n")
+    counts = Manifest.read(run.out).counts
+    return {"arm": run.arm, "seed": run.seed, "value": metric_value(counts, exp.metric, run.out), "wall_s": wall}
+
+
+def _finished(done: Path, cmd: list[str], out: Path) -> float | None:
+    """The recorded wall time when this exact command finished before and its MANIFEST.json is unchanged:
+    the command would only skip its stages, so starting a process for it is not needed."""
+    if not done.is_file() or not (out / "MANIFEST.json").is_file():
+        return None
+    record = json.loads(done.read_text())
+    return record["wall_s"] if record["command"] == cmd and record["key"] == Manifest.read(out).key else None
+
+
+def _execute(cmd: list[str], run: Run, threads: int) -> float:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}  # torch reads it at start-up
+    log.info("experiment: %s seed %d → %s", run.arm, run.seed, run.out)
+    start, log_path = time.perf_counter(), run.out.parent / f"seed-{run.seed}.log"
+    with open(log_path, "w") as logf:
+        proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, check=False)
+    if proc.returncode != 0:
+        tail = log_path.read_text().strip().splitlines()[-1:]
+        raise RuntimeError(f"experiment run {run.arm}/seed-{run.seed} failed (exit {proc.returncode}): {tail}")
+    return time.perf_counter() - start
+
+
+def metric_value(counts: dict[str, Any], path: str, where: Path) -> float:
+    """counts[a][b]… for the dotted `path` (a list index may be a number, e.g. `metrics.-1.sft_loss`)."""
+    node: Any = counts
+    for part in path.split("."):
+        if isinstance(node, list):
+            try:
+                node = node[int(part)]
+                continue
+            except (ValueError, IndexError):
+                pass
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+            continue
+        keys = list(node) if isinstance(node, dict) else f"a list of {len(node)}" if isinstance(node, list) else node
+        raise ValueError(f"{where}/MANIFEST.json: metric {path!r}: no {part!r} in {json.dumps(keys)[:200]}")
+    if not isinstance(node, int | float):
+        raise ValueError(f"{where}/MANIFEST.json: metric {path!r} is {type(node).__name__}, not a number")
+    return float(node)
