@@ -122,6 +122,13 @@ class EvalSection:
     batches: int = 4
     batch_size: int = 8
     seq_len: int = 0  # 0: the first ramp stage's
+    # Benchmarks inside the loop: tasks (herd eval names, e.g. "arc_easy", or a task .jsonl) scored zero-shot
+    # on their first `benchmark_limit` examples every `benchmark_every` steps and at the end, logged beside
+    # the loss as kind "bench" (metrics.jsonl, TensorBoard bench/<task>), so runs compare on downstream
+    # numbers, not loss alone. Needs the tokenizer beside the shards.
+    benchmarks: list[str] = field(default_factory=list)
+    benchmark_every: int = 0  # 0: with every held-out evaluation (`every`)
+    benchmark_limit: int = 50
 
 
 @dataclass

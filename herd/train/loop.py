@@ -86,6 +86,8 @@ class Trainer:
         self.state = TrainState()
         self.rollbacks_to: Counter[str] = Counter()  # checkpoint folder name → rollbacks to it in this process
         self._last_val: tuple[int, float | None] | None = None  # (step, held-out loss) last measured
+        self._last_bench: tuple[int, dict[str, float]] | None = None  # (step, in-loop benchmark scores)
+        self._bench_tasks: dict = {}  # loaded once, on first use
         self.val_batches = self._val_batches()
         self.peak_flops = cfg.runtime.peak_flops or measure_peak_flops(self.device, self.dtype)
         if self.par.is_main:
@@ -290,6 +292,8 @@ class Trainer:
                     bar.update(task, completed=step, description=f"pretrain loss {out['loss']:.3f}")
                 if applied and cfg.eval.every and step % cfg.eval.every == 0:
                     self._log_val()
+                if applied and cfg.eval.benchmarks and step % (cfg.eval.benchmark_every or cfg.eval.every or step) == 0:
+                    self._log_benchmarks()
                 if applied and cfg.checkpoint.every and step % cfg.checkpoint.every == 0:
                     self.save()
         return self._finish(resumed, start)
@@ -313,10 +317,48 @@ class Trainer:
         self._last_val = (self.state.step, val)
         return val
 
+    def _log_benchmarks(self) -> dict[str, float]:
+        """The in-loop benchmark scores at this step (collective under FSDP/TP/PP), logged once per step."""
+        if self._last_bench is not None and self._last_bench[0] == self.state.step:
+            return self._last_bench[1]
+        scores = self.benchmark_scores()
+        if scores:
+            self.metrics.log({"kind": "bench", "step": self.state.step, "tokens": self.state.tokens, **scores})
+        self._last_bench = (self.state.step, scores)
+        return scores
+
+    def benchmark_scores(self) -> dict[str, float]:
+        """{task: score} for `eval.benchmarks` on their first `benchmark_limit` examples, zero-shot."""
+        from herd.eval.harness import evaluate
+        from herd.eval.scorer import HerdScorer
+        from herd.eval.tasks import load_jsonl_task, load_task
+        from herd.tokenizer import load_tokenizer
+
+        e = self.cfg.eval
+        path = tokenizer_file(self.cfg.data)
+        if path is None:
+            log.warning("in-loop benchmarks skipped: no tokenizer beside %s", self.cfg.data.shards)
+            return {}
+        model = self.model
+        if self.par.mesh is not None:  # sharded or pipelined: score an unsharded copy on rank 0
+            state = self.full_state()
+            if not self.par.is_main:
+                return self.par.broadcast(None)
+            model = build_from_state_dict(self.model_cfg, state, "in-loop benchmarks").to(self.device)
+        if not self._bench_tasks:
+            load = lambda n: load_jsonl_task(n) if n.endswith(".jsonl") else load_task(n)  # noqa: E731
+            self._bench_tasks = {Path(n).stem if n.endswith(".jsonl") else n: load(n) for n in e.benchmarks}
+        scorer = HerdScorer(model, load_tokenizer(path))
+        training = model.training
+        scores = {n: evaluate(t, scorer, limit=e.benchmark_limit).score for n, t in self._bench_tasks.items()}
+        model.train(training)  # the scorer switched it to eval mode
+        return scores if self.par.mesh is None else self.par.broadcast(scores)
+
     def _finish(self, resumed: bool, start: float) -> dict:
         """Final checkpoint and held-out loss (every rank), then rank 0 exports and summarizes."""
         self.save()
         final_loss = self._log_val()
+        final_bench = self._log_benchmarks() if self.cfg.eval.benchmarks else {}
         weights = self.full_state()
         if not self.par.is_main:
             self.par.barrier()
@@ -329,6 +371,7 @@ class Trainer:
             "rollbacks": s.rollbacks,
             "resumed": resumed,
             "held_out_loss_last": final_loss,
+            **({"benchmarks_last": final_bench} if final_bench else {}),
             "unigram_entropy": unigram_entropy(self.sources),
             "long_context": s.long_results,
             "wall_s": round(time.perf_counter() - start, 3),  # this process: a resumed run counts from its restart
