@@ -16,7 +16,10 @@ from herd.posttrain.data import write_jsonl
 from herd.tokenizer.chat import ChatFormatLike
 
 # name -> module that registers it; imported on first use so a run loads only the pipelines it asks for.
+# A pipeline may live in a package above post-training (safety data comes from herd.safety): the name is a
+# plugin entry, never a static import, so the tiers of DESIGN.md still hold.
 _MODULES = {
+    "safety": "herd.safety.capability",
     "code": "herd.posttrain.capabilities.code",
     "math": "herd.posttrain.capabilities.math",
     "tools": "herd.posttrain.capabilities.tools",
