@@ -14,6 +14,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=0.9)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+    p.add_argument("--quantized", action="store_true", help="a GGUF runs in its own Q4/Q8 precision (CPU, faster)")
 
 
 def load_model_and_tokenizer(args: argparse.Namespace):
@@ -26,7 +27,8 @@ def load_model_and_tokenizer(args: argparse.Namespace):
     if isinstance(tok_source, str) and not Path(tok_source).exists() and tok_source not in ("llama3", "smollm2"):
         raise ValueError(f"{args.model}: a preset has no tokenizer; pass --tokenizer NAME_OR_PATH")
     tokenizer = load_tokenizer(tok_source)
-    model = load_model(source, device=pick_device(args.device)).eval()
+    quantized = getattr(args, "quantized", False)
+    model = load_model(source, device=pick_device(args.device), quantized=quantized).eval()
     if tokenizer.vocab_size > model.cfg.vocab_size:
         raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model only {model.cfg.vocab_size}")
     return model, tokenizer

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -261,7 +260,7 @@ class HerdScorer(TokenScorer):
             h = self.model(inputs.to(self.device), return_hidden=True)  # (B, T, dim)
             # Project only the scored positions: the vocabulary matmul is a fifth of a small model's FLOPs.
             h = h.gather(1, positions.to(self.device)[..., None].expand(-1, -1, h.shape[-1]))  # (B, P, dim)
-            logits = F.linear(h, self.model.output_weight())  # (B, P, V)
+            logits = self.model.project(h)  # (B, P, V)
         return torch.log_softmax(logits.float(), dim=-1).cpu()
 
     # ---- shared prefixes: a multiple-choice context is run once, its KV cache copied to every choice
@@ -332,7 +331,7 @@ class HerdScorer(TokenScorer):
                 if n_cont > 1:
                     rest = self._continue(cache, chunk, pairs, width, n_cont, dtype)  # (R, n_cont−1, dim)
                     hidden = torch.cat([hidden, rest], dim=1)
-                logits = F.linear(hidden, self.model.output_weight())  # (R, n_cont, V)
+                logits = self.model.project(hidden)  # (R, n_cont, V)
             logp = torch.log_softmax(logits.float(), dim=-1).cpu()
             greedy = logp.argmax(-1)
             for r, (_, i) in enumerate(chunk):

@@ -46,10 +46,14 @@ def resolve(path_or_name: str | Path) -> Path | str:
 
 
 def load_model(
-    path_or_preset: str | Path, dtype: torch.dtype | None = None, device: torch.device | str = "cpu"
+    path_or_preset: str | Path,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+    quantized: bool = False,
 ) -> Transformer:
     """A preset name (randomly initialized), a bundled model name, a HF/herd directory, a Meta
-    directory or a GGUF file."""
+    directory or a GGUF file. `quantized`: a GGUF's Q4_x/Q8_0 linears keep the file's precision
+    (herd.model.quant), for generation; other formats ignore it."""
     from herd.model.convert import load_checkpoint
 
     path_or_preset = resolve(path_or_preset)
@@ -59,7 +63,7 @@ def load_model(
     path = Path(path_or_preset)
     if not path.exists() and isinstance(path_or_preset, str) and "/" not in path_or_preset:
         get_preset(path_or_preset)  # raises with the nearest preset name
-    model = load_checkpoint(path, dtype=dtype)
+    model = load_checkpoint(path, dtype=dtype, quantized=quantized)
     return model.to(device)
 
 

@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -382,8 +383,11 @@ def gguf_fields(reader: object) -> dict[str, object]:
     return out
 
 
-def load_gguf(path: str | Path, dtype: torch.dtype | None = torch.float32) -> Transformer:
-    """A llama.cpp GGUF file → herd: dequantize every tensor, undo llama.cpp's Q/K permutation."""
+def load_gguf(path: str | Path, dtype: torch.dtype | None = torch.float32, quantized: bool = False) -> Transformer:
+    """A llama.cpp GGUF file → herd: dequantize every tensor, undo llama.cpp's Q/K permutation.
+
+    `quantized`: the block linears keep the file's precision (herd.model.quant: Q4_0/Q4_1 as int4, Q8_0 as
+    per-row int8) and a Q8_0 tied embedding's output projection becomes per-row int8; for generation."""
     from gguf import GGUFReader
     from gguf.quants import dequantize
 
@@ -412,7 +416,63 @@ def load_gguf(path: str | Path, dtype: torch.dtype | None = torch.float32) -> Tr
         elif name.endswith("attention.wk.weight"):
             w = interleaved_to_half(w, cfg.n_kv_heads)
         state[name] = w
-    return build_from_state_dict(cfg, state, str(path), dtype)
+    model = build_from_state_dict(cfg, state, str(path), dtype)
+    return quantize_from_gguf(model, reader, to_herd) if quantized else model
+
+
+# llama.cpp block layouts [ggml-common.h]: 32 weights per block along the row; fp16 scale d first.
+_BLOCK = 32
+
+
+def gguf_blocks(data: np.ndarray, kind: str) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Raw Q4_0 / Q4_1 / Q8_0 rows (N, bytes) → (codes (N, K), scale d (N, K/32), min m (N, K/32) or None).
+
+    Q4_x packs element j of a block in the low nibble of byte j and element j + 16 in its high nibble;
+    Q4_0 means w = (q − 8)·d, Q4_1 w = q·d + m, Q8_0 w = q·d with int8 q."""
+    head = {"Q4_0": 2, "Q4_1": 4, "Q8_0": 2}[kind]
+    body = _BLOCK // 2 if kind != "Q8_0" else _BLOCK
+    rows = data.shape[0]
+    blocks = data.reshape(rows, -1, head + body)
+    d = torch.from_numpy(blocks[..., :2].copy().view(np.float16)[..., 0].astype(np.float32))
+    m = (
+        torch.from_numpy(blocks[..., 2:4].copy().view(np.float16)[..., 0].astype(np.float32))
+        if kind == "Q4_1"
+        else None
+    )
+    qs = blocks[..., head:]
+    if kind == "Q8_0":
+        codes = torch.from_numpy(qs.copy().view(np.int8).astype(np.int16))
+    else:
+        codes = torch.from_numpy(np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.int16))
+    return codes.reshape(rows, -1), d, m
+
+
+def quantize_from_gguf(model: Transformer, reader: object, to_herd: Mapping[str, str]) -> Transformer:
+    """Swap the block linears of a loaded GGUF model for weight-only int4/int8 layers built from the file's
+    own blocks (herd.model.quant); other tensors keep the loaded precision."""
+    from herd.model.quant import Int4Linear, Int8Linear
+
+    cfg = model.cfg
+    for t in reader.tensors:  # type: ignore[attr-defined]
+        name, kind = to_herd.get(t.name, t.name), t.tensor_type.name
+        if not name.startswith("layers.") or kind not in ("Q4_0", "Q4_1", "Q8_0"):
+            continue
+        codes, d, m = gguf_blocks(t.data, kind)
+        heads = cfg.n_heads if name.endswith("wq.weight") else cfg.n_kv_heads if name.endswith("wk.weight") else 0
+        if heads:  # the same row permutation load_gguf applies to the dequantized Q/K
+            codes, d, m = (interleaved_to_half(x, heads) if x is not None else None for x in (codes, d, m))
+        if kind == "Q8_0":
+            layer = Int8Linear(codes, d, _BLOCK)
+        else:
+            zero = torch.zeros_like(d) if m is None else m + 8 * d
+            layer = Int4Linear(codes, d, zero, _BLOCK)
+        parent, attr = name.removesuffix(".weight").rsplit(".", 1)
+        setattr(model.get_submodule(parent), attr, layer)
+    embd = next(t for t in reader.tensors if t.name == "token_embd.weight")  # type: ignore[attr-defined]
+    if cfg.tie_embeddings and embd.tensor_type.name == "Q8_0":  # the output projection reads the same blocks
+        codes, d, _ = gguf_blocks(embd.data, "Q8_0")
+        model.output = Int8Linear(codes, d, _BLOCK)
+    return model
 
 
 def _gguf_rope(reader: object, cfg: ModelConfig, path: Path) -> RopeScaling | None:
@@ -446,10 +506,11 @@ def detect_format(path: Path) -> str:
     raise ValueError(f"{path}: not a GGUF file, a HF Llama directory (config.json) or a Meta directory (params.json)")
 
 
-def load_checkpoint(path: str | Path, dtype: torch.dtype | None = None) -> Transformer:
+def load_checkpoint(path: str | Path, dtype: torch.dtype | None = None, quantized: bool = False) -> Transformer:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found")
     fmt = detect_format(path)
-    loader = {"gguf": load_gguf, "meta": load_meta, "hf": load_hf}[fmt]
-    return loader(path, dtype=dtype)
+    if fmt == "gguf":
+        return load_gguf(path, dtype=dtype, quantized=quantized)
+    return {"meta": load_meta, "hf": load_hf}[fmt](path, dtype=dtype)

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from herd.model.generate import nucleus_probs
@@ -249,7 +248,7 @@ class Engine:
         tokens, positions, attention = paged_inputs(self.pool, tables, cached, new)
         hidden = self.model(tokens, positions, attention, return_hidden=True)  # (N, T, dim)
         ends = torch.tensor([len(t) - 1 for t in new], device=self.device)
-        logits = F.linear(hidden[torch.arange(len(group), device=self.device), ends], self.model.output_weight())
+        logits = self.model.project(hidden[torch.arange(len(group), device=self.device), ends])
         counter = "prefill_tokens" if cached[0] == 0 else "decode_tokens"  # a group is all prefills or all decodes
         setattr(self.stats, counter, getattr(self.stats, counter) + sum(map(len, new)))
         rows: list[_Seq] = []
@@ -335,7 +334,7 @@ class Engine:
 
     def _prompt_logprobs(self, hidden: Tensor, seq: _Seq) -> list[TokenLogprob | None]:
         """log P(prompt[t] | prompt[:t]) for t ≥ 1 (the first token has no context), with top-k each."""
-        logp = torch.log_softmax(F.linear(hidden, self.model.output_weight()).float(), dim=-1)  # (P-1, V)
+        logp = torch.log_softmax(self.model.project(hidden).float(), dim=-1)  # (P-1, V)
         k = seq.params.prompt_logprobs or 0
         prompt = seq.request.prompt
         return [None, *(_token_logprob(logp[t], prompt[t + 1], k) for t in range(len(prompt) - 1))]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from herd.model.cache import KVCache
@@ -70,7 +69,7 @@ def generate(
     generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
     # Prefill: only the last position's logits are needed; projecting all T would build (B, T, V).
     hidden = model(tokens, *cache.extend(longest), return_hidden=True)[:, -1:]  # (B, 1, dim)
-    logits = F.linear(hidden, model.output_weight())[:, -1]  # (B, V)
+    logits = model.project(hidden)[:, -1]  # (B, V)
     if num_samples > 1:
         logits = logits.repeat_interleave(num_samples, 0)  # (B·n, V)
         cache.repeat_rows(num_samples)

@@ -73,6 +73,11 @@ class Transformer(nn.Module):
     def output_weight(self) -> Tensor:
         return self.tok_embeddings.weight if self.output is None else self.output.weight
 
+    def project(self, h: Tensor) -> Tensor:
+        """Final hidden states (..., dim) → logits (..., V). Call the output module (not F.linear on its
+        weight) so tensor-parallel plans and quantized output layers (herd.model.quant) see it."""
+        return self.output(h) if self.output is not None else F.linear(h, self.tok_embeddings.weight)
+
     def forward(
         self,
         x: Tensor,
@@ -101,5 +106,4 @@ class Transformer(nn.Module):
         h = self.norm(h)
         if return_hidden:
             return h
-        # Call the output module (not F.linear on its weight) so tensor-parallel plans see it.
-        return self.output(h) if self.output is not None else F.linear(h, self.tok_embeddings.weight)  # (B, T, V)
+        return self.project(h)  # (B, T, V)
