@@ -11,6 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="bundled name (smollm2), checkpoint path (HF dir, Meta dir, .gguf) or preset")
     p.add_argument("--tokenizer", default=None, help="tokenizer name or path (default: the model's own)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--quantized", action="store_true", help="a GGUF runs in its own Q4/Q8 precision (CPU, faster)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--name", default=None, help="the model id clients send (default: the model's file name)")
