@@ -1,8 +1,10 @@
 """Rejection sampling: K samples per prompt from the policy, the reward model keeps the best [P §4.2.2].
 
-The prompt is prefilled once and its KV cache rows are copied K times before decoding, the CPU analogue
-of the paper's shared prompt KV pages in PagedAttention (>2× throughput there). Steering system prompts,
-used in later rounds to shape tone and format, are optional.
+By default the samples come from herd's serving engine (herd.model.engine): continuous batching over a
+paged KV cache whose prompt blocks the K samples of a prompt share copy-on-write, the paper's PagedAttention
+setup [P §4.2.2]; a finished sample leaves the batch at once. `sampler = "static"` prefills each prompt
+once and copies its cache rows K times into a static batch; `"naive"` prefills every sample (the
+baseline). Steering system prompts, used in later rounds to shape tone and format, are optional.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class RSConfig:
     temperature: float = 1.0
     top_p: float = 0.95
     prompts_per_batch: int = 8
-    shared_prefill: bool = True
+    shared_prefill: bool = True  # the static sampler: prefill once per prompt (False: once per sample)
+    sampler: str = "engine"  # engine | static [P §4.2.2]
     system_prompts: list[str] = field(default_factory=list)  # steering prompts, cycled over the prompts
     seed: int = 0
 
@@ -49,6 +52,26 @@ def sample_k(
     """K continuations per prompt: prefill each prompt once, copy its cache rows K times, decode B·K rows."""
     flat = generate(model, prompts, max_new_tokens, temperature, top_p, stop_ids, seed, num_samples=k)
     return [flat[i * k : (i + 1) * k] for i in range(len(prompts))]
+
+
+def sample_engine(
+    model: Transformer,
+    prompts: Sequence[Sequence[int]],
+    k: int,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    stop_ids: Sequence[int] = (),
+    seed: int | None = None,
+) -> list[list[list[int]]]:
+    """K continuations per prompt from the paged engine (its KV pool sized for this batch)."""
+    from herd.model.engine import Engine, EngineConfig, SamplingParams
+
+    longest = max(len(p) for p in prompts) + max_new_tokens
+    kv = len(prompts) * k * (longest + 16)  # room for every sample at once: no preemption
+    engine = Engine(model, EngineConfig(kv_tokens=kv, max_batch=len(prompts) * k))
+    params = SamplingParams(max_new_tokens, temperature, top_p, n=k, seed=seed, stop_ids=frozenset(stop_ids))
+    return engine.generate(prompts, params)
 
 
 def sample_naive(model: Transformer, prompts: Sequence[Sequence[int]], k: int, **kw: Any) -> list[list[list[int]]]:
@@ -72,7 +95,9 @@ def rejection_sample(
     rows = list(rows)[: cfg.max_prompts]
     kept, new_prefs, best_scores, all_scores = [], [], [], []
     n_tokens, start = 0, time.perf_counter()
-    sampler = sample_k if cfg.shared_prefill else sample_naive
+    if cfg.sampler not in ("engine", "static"):
+        raise ValueError(f"rs.sampler: {cfg.sampler!r} is not one of 'engine', 'static'")
+    sampler = sample_engine if cfg.sampler == "engine" else sample_k if cfg.shared_prefill else sample_naive
     for i in range(0, len(rows), cfg.prompts_per_batch):
         chunk = rows[i : i + cfg.prompts_per_batch]
         msgs = [with_system(r["prompt"], cfg.system_prompts, i + j) for j, r in enumerate(chunk)]

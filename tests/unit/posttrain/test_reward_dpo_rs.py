@@ -122,3 +122,14 @@ def test_steering_system_prompts_are_cycled_over_prompts(chat, model):
     assert systems == ["Be brief.", "Show working.", "Be brief.", "Show working.", "Be brief.", "own"]
     assert [d["messages"][1]["content"] for d in kept] == [f"q{i}" for i in range(6)]
     assert {d["category"] for d in kept[:5]} == {"code"} and kept[5]["category"] == "general"
+
+
+def test_engine_sampler_matches_static_sampling_when_greedy(model):
+    """Rejection sampling's default sampler (the paged engine) and the static batch give the same greedy
+    samples for prompts of different lengths; a stop token ends a sample before it."""
+    from herd.posttrain.rejection import sample_engine
+
+    prompts = [[5, 9, 2, 7], [3, 1], [8, 8, 8, 8, 8, 8, 1]]
+    static = sample_k(model, prompts, 3, max_new_tokens=6, temperature=0.0, stop_ids=[11])
+    paged = sample_engine(model, prompts, 3, max_new_tokens=6, temperature=0.0, stop_ids=[11])
+    assert paged == static and all(11 not in s for outs in paged for s in outs)
