@@ -33,6 +33,7 @@ COMMANDS = (
     "safety",
     "capability",
     "experiment",
+    "bench",
     "vision",
     "speech",
 )
