@@ -3,6 +3,7 @@
 Four ways to draw the same number of samples, in one run on this machine:
 - engine: herd.model.engine, continuous batching over a paged KV cache; each prompt is prefilled once and
   its blocks are shared by its K samples; a finished sample leaves the batch at once;
+- engine, GGUF quantized: the same with the file's Q4_1/Q8_0 weights (herd.model.quant, bf16 activations);
 - sample_k: today's rejection-sampling path (herd.posttrain.rejection.sample_k → herd.model.generate with
   num_samples): one prefill per prompt, all B·K rows in a static cache until the longest row ends;
 - one at a time: herd.model.generate on one sample at a time (measured on the first prompt only);
@@ -101,6 +102,12 @@ def main() -> None:
     def run_engine() -> list[list[int]]:
         return with_end([s for per in engine.generate(prompts, params) for s in per], n_new)
 
+    quant = load_model("smollm2", quantized=True).eval()
+    engine_q = Engine(quant, engine.cfg)
+
+    def run_engine_quantized() -> list[list[int]]:
+        return with_end([s for per in engine_q.generate(prompts, params) for s in per], n_new)
+
     def run_sample_k() -> list[list[int]]:
         per = sample_k(model, prompts, k, n_new, temperature, top_p, sorted(stop), seed=0)
         return with_end([s for p in per for s in p], n_new)
@@ -113,6 +120,7 @@ def main() -> None:
     rows = {}
     for name, fn in [
         ("engine (paged, continuous)", run_engine),
+        ("engine, GGUF quantized", run_engine_quantized),
         ("sample_k (static cache)", run_sample_k),
         ("one at a time (prompt 1)", run_one_at_a_time),
         ("HF generate", lambda: hf_samples(hf, prompts, k, n_new, temperature, top_p, stop)),
@@ -121,8 +129,11 @@ def main() -> None:
             seconds, tokens = timed(fn)
         rows[name] = {"seconds": seconds, "tokens": tokens, "tok_s": tokens / seconds}
         print(f"{name:30s} {tokens:6d} tokens in {seconds:7.1f} s = {tokens / seconds:7.1f} tok/s", flush=True)
-    ours = rows["engine (paged, continuous)"]["tok_s"]
-    ratios = {f"engine / {name}": ours / r["tok_s"] for name, r in rows.items() if not name.startswith("engine")}
+    ratios = {}
+    for mine in ("engine (paged, continuous)", "engine, GGUF quantized"):
+        for name, r in rows.items():
+            if not name.startswith("engine"):
+                ratios[f"{mine} / {name}"] = rows[mine]["tok_s"] / r["tok_s"]
     for name, ratio in ratios.items():
         print(f"{name:40s} {ratio:5.2f}×")
     import transformers

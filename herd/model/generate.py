@@ -19,15 +19,24 @@ def sample_next(logits: Tensor, temperature: float, top_p: float, generator: tor
 
 
 def nucleus_probs(logits: Tensor, temperature: float, top_p: float) -> Tensor:
-    """The distribution sampled from (B, V): softmax at `temperature`, cut to the top-p nucleus."""
+    """The distribution sampled from (B, V): softmax at `temperature`, cut to the top-p nucleus.
+
+    The nucleus is found among the `k` likeliest tokens (`topk`), doubling k until every row's mass
+    reaches top_p, instead of sorting all V: sorting a 49K vocabulary for every row was a third of
+    rejection sampling's time. The kept set — the smallest prefix by probability whose mass reaches
+    top_p, the first token always kept — is the one a full sort gives."""
     probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        # Keep the smallest prefix whose mass reaches top_p (the first token is always kept).
-        outside = sorted_p.cumsum(dim=-1) - sorted_p > top_p
-        sorted_p = sorted_p.masked_fill(outside, 0.0)
-        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
-    return probs
+    if top_p >= 1.0:
+        return probs
+    k = min(256, probs.shape[-1])
+    while True:
+        top, order = probs.topk(k, dim=-1)  # (B, k), descending
+        covered = top.sum(dim=-1) >= top_p
+        if bool(covered.all()) or k == probs.shape[-1]:
+            break
+        k = min(2 * k, probs.shape[-1])
+    outside = top.cumsum(dim=-1) - top > top_p
+    return torch.zeros_like(probs).scatter_(-1, order, top.masked_fill(outside, 0.0))
 
 
 @torch.inference_mode()
