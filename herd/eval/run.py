@@ -8,10 +8,14 @@ out/
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+
+import torch
 
 from herd.core.config import save_resolved
 from herd.core.logging import get_logger
@@ -68,8 +72,26 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     return json.loads((Path(cfg.out) / "results.json").read_text())
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to `n` (0: unchanged) for the block, restored after (the recipe evaluates
+    in the same process as other stages)."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def evaluate(cfg: EvalConfig, out: Path) -> dict[str, Any]:
     """Run everything the config asks for and write the reports into `out`; return results.json's content."""
+    with torch_threads(cfg.threads):
+        return _evaluate(cfg, out)
+
+
+def _evaluate(cfg: EvalConfig, out: Path) -> dict[str, Any]:
     (out / "samples").mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, out)
     m = cfg.model

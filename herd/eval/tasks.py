@@ -224,7 +224,7 @@ def _mmlu(split: str = "test") -> Task:
                 query = f"{q}\nAnswer:"
                 target.append(MCExample(f"{subject}/{part}/{i}", query, ch, int(r["answer"]), q, group=subject))
     desc = "The following are multiple choice questions (with answers) about {group}.\n\n"
-    name = f"mmlu{'' if split == 'test' else '_' + split}"
+    name = "mmlu" if split == "test" else "mmlu_val"
     return Task(name, "mc", examples, fewshot=shots, mode="letter", description=desc)
 
 
@@ -346,6 +346,7 @@ def _mbpp() -> Task:
 
 LOADERS: dict[str, Callable[[], Task]] = {
     "mmlu": _mmlu,
+    "mmlu_val": lambda: _mmlu("validation"),
     "arc_challenge": lambda: _arc_test("ARC-Challenge", "arc_challenge"),
     "arc_easy": lambda: _arc_test("ARC-Easy", "arc_easy"),
     "arc_challenge_val": lambda: _arc("ARC-Challenge"),
