@@ -20,9 +20,9 @@ def test_lm_eval_hf_model_still_found_after_importing_herd_adapter() -> None:
     code = (
         "import herd.eval.lm_eval_adapter as a\n"
         "from lm_eval.api.registry import get_model\n"
+        "hf, herd = get_model('hf'), get_model('herd')\n"  # before anything else imports lm_eval.models
         "from lm_eval.models.huggingface import HFLM\n"
-        "assert get_model('hf') is HFLM, get_model('hf')\n"
-        "assert get_model('herd') is a.HerdLM\n"
+        "assert hf is HFLM and herd is a.HerdLM, (hf, herd)\n"
         "print('ok')\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
