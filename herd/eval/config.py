@@ -21,7 +21,7 @@ class ModelSpec:
 class TaskSpec:
     name: str
     path: str | None = None  # a local JSONL task file (docs/evaluation.md)
-    kind: Literal["mc", "gen", "code"] | None = None
+    kind: Literal["mc", "gen", "code", "bpb"] | None = None
     limit: int | None = None  # first N examples
     shots: int = 0
     mode: Literal["cloze", "letter"] | None = None  # multiple choice; default: the task's own

@@ -21,7 +21,7 @@ from herd.core.config import save_resolved
 from herd.core.logging import get_logger
 from herd.core.stage import Stage, run_stage
 from herd.eval.config import ContaminationSpec, EvalConfig, TaskSpec
-from herd.eval.harness import TaskResult, evaluate_code, evaluate_gen, evaluate_mc
+from herd.eval.harness import TaskResult, evaluate_bpb, evaluate_code, evaluate_gen, evaluate_mc
 from herd.eval.report import results_table, write_json, write_records, write_report
 from herd.eval.sandbox import Limits
 from herd.eval.scorer import Scorer, load_scorer
@@ -35,6 +35,8 @@ def run_task(spec: TaskSpec, task: Task, scorer: Scorer, cfg: EvalConfig) -> Tas
         return evaluate_mc(task, scorer, shots=spec.shots, mode=spec.mode, limit=spec.limit, seed=cfg.seed)
     if task.kind == "gen":
         return evaluate_gen(task, scorer, spec.shots, spec.limit, cfg.seed, spec.max_new_tokens)
+    if task.kind == "bpb":
+        return evaluate_bpb(task, scorer, spec.limit)
     sb = cfg.sandbox
     limits = Limits(cpu_s=sb.cpu_s, wall_s=sb.wall_s, memory_mb=sb.memory_mb)
     if spec.max_new_tokens:
