@@ -426,10 +426,12 @@ def coqa_prompt(story: str, turns: list[tuple[str, str]], question: str) -> str:
 def _coqa() -> Task:
     """CoQA validation, every turn of its 500 stories (7,983), with lm-eval's coqa prompt and its EM/F1
     (gold answers deduplicated case-insensitively, each left out in turn)."""
-    examples = []
+    examples, conversations = [], {}
     for d in read_requests("coqa/bpb_0shot"):
-        turn = int(d["id"].rsplit("_turn", 1)[1])
-        previous = [(t["question"], t["answer"]) for t in literal(d["previous_qa"])[:turn]]
+        story_id, turn = d["id"].rsplit("_turn", 1)
+        if story_id not in conversations:  # every turn of a story repeats its whole conversation: parse it once
+            conversations[story_id] = [(t["question"], t["answer"]) for t in literal(d["previous_qa"])]
+        previous = conversations[story_id][: int(turn)]
         golds: list[str] = []
         for a in d["answers"]:
             if a.lower() not in (g.lower() for g in golds):
