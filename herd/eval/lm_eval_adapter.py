@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+# lm-eval fills its model registry lazily, only while the registry is empty: registering "herd" first would
+# leave it holding "herd" alone ("no model for this name found!" for "hf"). Its own models go in first.
+import lm_eval.models  # noqa: F401  (registers lm-eval's own models)
 from lm_eval.api.model import LM
 from lm_eval.api.registry import register_model
 

@@ -112,3 +112,49 @@ def _task_header(name: str, data: Path, output_type: str) -> list[str]:
         f"output_type: {output_type}",
         "test_split: test",
     ]
+
+
+# lm-eval's own generation task definitions that herd's tasks reproduce (lm_eval/tasks/<file>), and the fields
+# its YAML reads from each row. DROP's rows are already in the shape its process_docs makes (answers as span
+# tuples), so that step is switched off; its `answer` (only rendered as the logged target, never scored) is the
+# first gold answer's spans.
+_BUILTIN_GEN = {
+    "nq_open": ("nq_open/nq_open.yaml", ("question", "answer")),
+    "triviaqa": ("triviaqa/default.yaml", ("question", "answer")),
+    "drop": ("drop/default.yaml", ("query_id", "passage", "question", "answers")),
+}
+
+
+def export_builtin_gen_task(task: Task, folder: str | Path, limit: int | None = None, prefix: str = "herd_") -> str:
+    """lm-eval's own definition of a generation task (nq_open, triviaqa, drop) over herd's rows, as a local YAML
+    that `include`s lm-eval's file and replaces only the dataset: lm-eval then renders the prompts, stops,
+    filters and metrics itself. Returns the lm-eval task name."""
+    import lm_eval
+
+    if task.name not in _BUILTIN_GEN:
+        raise ValueError(f"{task.name}: no lm-eval built-in generation task (known: {', '.join(_BUILTIN_GEN)})")
+    rel, fields = _BUILTIN_GEN[task.name]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{prefix}{task.name}"
+    data = folder / f"{name}.jsonl"
+    examples = task.examples[:limit] if limit else task.examples
+    rows = [{k: ex.doc[k] for k in fields} for ex in examples]
+    if task.name == "drop":
+        rows = [r | {"answer": list(r["answers"][0])} for r in rows]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    builtin = Path(lm_eval.__file__).parent / "tasks" / rel
+    lines = [
+        f"include: {json.dumps(str(builtin))}",
+        f"task: {name}",
+        "dataset_path: json",
+        "dataset_name: null",
+        "dataset_kwargs:",
+        "  data_files:",
+        f"    validation: {json.dumps(str(data.resolve()))}",
+        "training_split: null",
+        "validation_split: validation",
+        *(["process_docs: null"] if task.name == "drop" else []),
+    ]
+    (folder / f"{name}.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return name

@@ -11,26 +11,30 @@ from typing import Any
 
 from herd.core.io import atomic_write_text
 from herd.eval.harness import TaskResult
-from herd.eval.stats import ci95
 
 
 def results_table(results: Sequence[TaskResult], model: str = "") -> str:
     """One line per task: headline score ± 95% CI, N, settings, the other metrics."""
     lines = [
-        f"Results{' for ' + model if model else ''} (%, ± 95% CI = 1.96·√(S(1−S)/N))",
+        f"Results{' for ' + model if model else ''} (%, ± 95% CI = 1.96·√(S(1−S)/N); F1 and bpb: 1.96·σ/√N)",
         "",
         "| task | metric | score | N | shots | mode | other metrics | s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        others = ", ".join(
-            f"{k} {100 * v:.1f} ± {100 * ci95(v, r.n):.1f}" for k, v in r.metrics.items() if k != r.metric
-        )
+        others = ", ".join(f"{k} {_pm(v, r.metric_ci(k), k)}" for k, v in r.metrics.items() if k != r.metric)
         lines.append(
-            f"| {r.task} | {r.metric} | {100 * r.score:.1f} ± {100 * r.ci:.1f} | {r.n} | "
+            f"| {r.task} | {r.metric} | {_pm(r.score, r.ci, r.metric)} | {r.n} | "
             f"{r.settings.get('shots', 0)} | {r.settings.get('mode', '')} | {others} | {r.seconds:.0f} |"
         )
     return "\n".join(lines)
+
+
+def _pm(value: float, ci: float, metric: str) -> str:
+    """'63.2 ± 2.1' in percent; bits per byte as they are."""
+    if metric == "bpb":
+        return f"{value:.3f} ± {ci:.3f}"
+    return f"{100 * value:.1f} ± {100 * ci:.1f}"
 
 
 def markdown_to_html(md: str) -> str:

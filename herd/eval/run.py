@@ -8,16 +8,20 @@ out/
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+
+import torch
 
 from herd.core.config import save_resolved
 from herd.core.logging import get_logger
 from herd.core.stage import Stage, run_stage
 from herd.eval.config import ContaminationSpec, EvalConfig, TaskSpec
-from herd.eval.harness import TaskResult, evaluate_code, evaluate_gen, evaluate_mc
+from herd.eval.harness import TaskResult, evaluate_bpb, evaluate_code, evaluate_gen, evaluate_mc
 from herd.eval.report import results_table, write_json, write_records, write_report
 from herd.eval.sandbox import Limits
 from herd.eval.scorer import Scorer, load_scorer
@@ -31,6 +35,8 @@ def run_task(spec: TaskSpec, task: Task, scorer: Scorer, cfg: EvalConfig) -> Tas
         return evaluate_mc(task, scorer, shots=spec.shots, mode=spec.mode, limit=spec.limit, seed=cfg.seed)
     if task.kind == "gen":
         return evaluate_gen(task, scorer, spec.shots, spec.limit, cfg.seed, spec.max_new_tokens)
+    if task.kind == "bpb":
+        return evaluate_bpb(task, scorer, spec.limit)
     sb = cfg.sandbox
     limits = Limits(cpu_s=sb.cpu_s, wall_s=sb.wall_s, memory_mb=sb.memory_mb)
     if spec.max_new_tokens:
@@ -68,8 +74,26 @@ def run_eval(cfg: EvalConfig) -> dict[str, Any]:
     return json.loads((Path(cfg.out) / "results.json").read_text())
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to `n` (0: unchanged) for the block, restored after (the recipe evaluates
+    in the same process as other stages)."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def evaluate(cfg: EvalConfig, out: Path) -> dict[str, Any]:
     """Run everything the config asks for and write the reports into `out`; return results.json's content."""
+    with torch_threads(cfg.threads):
+        return _evaluate(cfg, out)
+
+
+def _evaluate(cfg: EvalConfig, out: Path) -> dict[str, Any]:
     (out / "samples").mkdir(parents=True, exist_ok=True)
     save_resolved(cfg, out)
     m = cfg.model

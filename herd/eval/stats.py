@@ -14,6 +14,16 @@ def ci95(score: float, n: int) -> float:
     return 1.96 * math.sqrt(s * (1.0 - s) / n)
 
 
+def ci95_mean(values: Sequence[float]) -> float:
+    """Half-width of the 95% interval of a mean, 1.96·σ/√N (σ the population standard deviation): for 0/1
+    values this is exactly ci95(mean, N); for F1 or bits per byte it uses their actual spread."""
+    n = len(values)
+    if n == 0:
+        return float("nan")
+    m = sum(values) / n
+    return 1.96 * math.sqrt(sum((v - m) ** 2 for v in values) / n / n)
+
+
 def mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 

