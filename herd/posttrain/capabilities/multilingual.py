@@ -131,7 +131,9 @@ class Multilingual(Capability):
                 pair = Preference([{"role": "user", "content": turns[0]}], [turns[1], rng.choice(others)],
                                   "significantly_better", f"chatterbot-{lang}", {"language": lang})  # fmt: skip
                 out.prefs.append(preference_row(pair))
-        prompts = [(lang, c[0]) for lang, (train, _) in splits.items() for c in train[: cfg.policy_prompts_per_language]]
+        prompts = [
+            (lang, c[0]) for lang, (train, _) in splits.items() for c in train[: cfg.policy_prompts_per_language]
+        ]
         self._rejection_sample(out, ctx, prompts)
         out.stats["by_language"] = {lang: sum(r.get("language") == lang for r in out.kept) for lang in splits}
         return out
@@ -219,7 +221,7 @@ _MGSM: list[tuple[str, str, str]] = [
     ("en", "A box holds {a} pencils. Tom takes {b} pencils out. How many pencils are left in the box?", "-"),
     ("en", "There are {a} rows of chairs with {b} chairs in each row. How many chairs are there?", "*"),
     ("de", "Anna hat {a} Äpfel. Sie kauft {b} weitere Äpfel. Wie viele Äpfel hat Anna jetzt?", "+"),
-    ("de", "In einer Schachtel sind {a} Stifte. Tom nimmt {b} Stifte heraus. Wie viele Stifte sind noch in der Schachtel?", "-"),
+    ("de", "In einer Schachtel sind {a} Stifte. Tom nimmt {b} heraus. Wie viele Stifte sind noch darin?", "-"),
     ("de", "Es gibt {a} Reihen mit je {b} Stühlen. Wie viele Stühle sind es insgesamt?", "*"),
     ("fr", "Anna a {a} pommes. Elle achète {b} pommes de plus. Combien de pommes Anna a-t-elle maintenant ?", "+"),
     ("fr", "Une boîte contient {a} crayons. Tom en retire {b}. Combien de crayons reste-t-il dans la boîte ?", "-"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -35,9 +34,9 @@ def test_policy_samples_in_another_language_are_dropped(tmp_path):
     kept = [json.loads(x) for x in (tmp_path / "out" / "sft.jsonl").read_text().splitlines()]
     assert [r["messages"][-1]["content"] for r in kept if r["source"] == "rs-de"] == [GERMAN] * 3
     assert {r["category"] for r in kept} == {"multilingual"}
-    assert sum(r["source"] == "chatterbot-de" for r in kept) + sum(
-        r["source"] == "chatterbot-de" for r in rows
-    ) == 12  # every human dialog is kept or dropped with a reason
+    assert (
+        sum(r["source"] == "chatterbot-de" for r in kept) + sum(r["source"] == "chatterbot-de" for r in rows) == 12
+    )  # every human dialog is kept or dropped with a reason
     prefs = [json.loads(x) for x in (tmp_path / "out" / "prefs.jsonl").read_text().splitlines()]
     rs_pairs = [p for p in prefs if p["source"] == "rs-de"]
     assert [(p["chosen"], p["rejected"]) for p in rs_pairs] == [(GERMAN, ENGLISH)] * 3
