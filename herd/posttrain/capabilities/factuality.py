@@ -43,7 +43,7 @@ _REFUSAL = re.compile(
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
 _YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
 _NUMBER = re.compile(r"\b\d[\d,]*(?:\.\d+)?\b")
-_NAME = re.compile(r"(?<=\s)(?:[A-Z][a-z]+)(?:\s+(?:of\s+)?[A-Z][a-z]+)*")
+_NAME = re.compile(r"(?<=\s)[A-Z][a-zA-Z]*[a-z](?:\s+(?:of\s+)?[A-Z][a-zA-Z]*[a-z])*\b")
 _COMMON = {"The", "This", "That", "These", "It", "We", "I", "In", "But", "And", "Our", "They", "If", "A"}
 
 
