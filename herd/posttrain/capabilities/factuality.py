@@ -249,7 +249,7 @@ class Factuality(Capability):
         verdicts = Counter(judge(r[0], p, self.config.min_f1) for p, r in zip(probes, replies, strict=True))
         n, answered = len(probes), verdicts["correct"] + verdicts["wrong"]
         value = 1 - verdicts["wrong"] / n if n else 0.0
-        acc = verdicts["correct"] / answered if answered else 0.0
+        acc = verdicts["correct"] / answered if answered else None  # undefined when it refuses everything
         refused, correct = verdicts["refused"] / n if n else 0.0, verdicts["correct"] / n if n else 0.0
         return {
             "metric": "not_hallucinated",
@@ -257,7 +257,7 @@ class Factuality(Capability):
             "ci95": ci95(value, n),
             "n": n,
             "accuracy_when_answering": acc,
-            "accuracy_when_answering_ci95": ci95(acc, answered),
+            "accuracy_when_answering_ci95": ci95(acc, answered) if acc is not None else None,
             "answered": answered,
             "refusal_rate": refused,
             "refusal_rate_ci95": ci95(refused, n),

@@ -101,3 +101,11 @@ def test_missing_documents_name_the_path(tmp_path):
     cap = get_capability("factuality", {"documents": [str(tmp_path / "nope")]})
     with pytest.raises(FileNotFoundError, match="nope: no documents"):
         cap.probes(0, False, 5)
+
+
+def test_accuracy_when_answering_is_undefined_when_everything_is_refused(docs, tmp_path):
+    cap = get_capability("factuality", {"documents": [str(docs)], "held_out_fraction": 1.0, "probes_per_document": 5})
+    cap.reply_fn = lambda prompts, k: [["I don't know."] for _ in prompts]
+    res = cap.evaluate(tmp_path, CapabilityContext(policy=tmp_path, chat=None, bundle=tmp_path, seed=0))
+    assert res["value"] == 1.0 and res["refusal_rate"] == 1.0 and res["correct_rate"] == 0.0
+    assert res["answered"] == 0 and res["accuracy_when_answering"] is None
