@@ -33,7 +33,6 @@ from typing import Any
 from herd.eval.needle import needle_probe
 from herd.eval.stats import ci95
 from herd.posttrain.capabilities.base import (
-    TABLE7_SHARES,
     Capability,
     CapabilityContext,
     Outputs,
@@ -42,6 +41,7 @@ from herd.posttrain.capabilities.base import (
 )
 from herd.posttrain.capabilities.factuality import judge, make_probe, read_documents, sentences
 from herd.posttrain.data import split_held_out
+from herd.posttrain.mix import TABLE7_SHARES
 
 Messages = list[dict[str, str]]
 ReplyFn = Callable[[Sequence[Messages], int], list[list[str]]]
