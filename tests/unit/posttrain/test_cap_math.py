@@ -151,3 +151,20 @@ def test_step_reward_model_learns_step_labels(chat, model):
 def test_prompt_asks_for_a_stated_answer():
     p = make_problems(1, ["arith1"], 0)[0]
     assert prompt_of(p)[0]["content"].startswith(p["question"]) and "The answer is" in prompt_of(p)[0]["content"]
+
+
+def test_step_rm_scores_below_threshold_drop_as_bad_step(tmp_path, chat, policy, monkeypatch):
+    """A trace with the right answer and no checkable wrong step is still dropped when the step RM scores a
+    step below `step_threshold` (here a stub RM that distrusts every step)."""
+    from herd.posttrain.capabilities.math import MathCapability
+
+    class Distrust:
+        def score(self, x):
+            return [0.05] * len(x)
+
+    cap = get_capability("math", {"problems": 2, "k": 1, "kinds": ["arith1"], "step_threshold": 0.2, "eval_items": 2})
+    problems = make_problems(2, ["arith1"], 1, exclude={p["question"] for p in eval_problems(cap.config)})
+    monkeypatch.setattr(cap, "sampler", _scripted(problems))
+    monkeypatch.setattr(MathCapability, "_step_rm", lambda self, *a: (Distrust(), {"step_rm": "stub"}))
+    out = cap.generate(CapabilityContext(policy=policy, chat=chat, bundle=tmp_path, seed=0, round=1))
+    assert not out.kept and [(r["reason"], r["by"], r["score"]) for r in out.dropped] == [("bad_step", "rm", 0.05)] * 2
