@@ -248,7 +248,12 @@ def dry_run(cfg: RecipeConfig) -> str:
     pre = copy.deepcopy(cfg.pretrain)
     if not pre.model.vocab_size and not cfg.meta_tokenizer:  # the run trains its own tokenizer
         pre.model.vocab_size = cfg.tokenizer.vocab_size
-    return plan(pre, cfg.cluster, posttrain_rounds=cfg.posttrain.rounds).table()
+    table = plan(pre, cfg.cluster, posttrain_rounds=cfg.posttrain.rounds).table()
+    if pre.model.preset == "405B":  # the paper's vision job on top of the 405B [P §7]
+        from herd.vision.plan import vision_405b_plan
+
+        table += "\n" + vision_405b_plan()
+    return table
 
 
 def run_recipe(cfg: RecipeConfig, only: str | None = None) -> Path:
