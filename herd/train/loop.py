@@ -346,7 +346,7 @@ class Trainer:
                 return self.par.broadcast(None)
             model = build_from_state_dict(self.model_cfg, state, "in-loop benchmarks").to(self.device)
         if not self._bench_tasks:
-            load = lambda n: load_jsonl_task(n) if n.endswith(".jsonl") else load_task(n)  # noqa: E731
+            load = lambda n: load_jsonl_task(n) if n.endswith(".jsonl") else load_task(n)
             self._bench_tasks = {Path(n).stem if n.endswith(".jsonl") else n: load(n) for n in e.benchmarks}
         scorer = HerdScorer(model, load_tokenizer(path))
         training = model.training

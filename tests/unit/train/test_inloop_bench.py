@@ -30,7 +30,7 @@ def test_benchmarks_logged_beside_the_loss(token_dir, tmp_path):
     ]
     task.write_text("".join(json.dumps(r) + "\n" for r in rows))
     run = tmp_path / "run"
-    extra = ["schedule.max_steps=8", "eval.every=4", f"eval.benchmarks=[\"{task}\"]", "eval.benchmark_limit=4"]
+    extra = ["schedule.max_steps=8", "eval.every=4", f'eval.benchmarks=["{task}"]', "eval.benchmark_limit=4"]
     counts = run_stage(PretrainStage(config(token_dir, run, *extra))).counts
     bench = [r for r in read_metrics(run / "metrics.jsonl") if r.get("kind") == "bench"]
     assert [r["step"] for r in bench] == [4, 8] and all(0.0 <= r["capitals"] <= 1.0 for r in bench)
