@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from herd.tools.functions import ast_match, check_arguments, check_call, check_definition
 
-FN = {"name": "book_table", "parameters": {"type": "object", "properties": {
-    "restaurant": {"type": "string"}, "people": {"type": "integer"}, "tip": {"type": "number"},
-    "vegan": {"type": "boolean"}, "unit": {"type": "string", "enum": ["a", "b"]}}, "required": ["restaurant", "people"]}}  # fmt: skip
+PROPS = {"restaurant": {"type": "string"}, "people": {"type": "integer"}, "tip": {"type": "number"},
+         "vegan": {"type": "boolean"}, "unit": {"type": "string", "enum": ["a", "b"]}}  # fmt: skip
+FN = {"name": "book_table", "parameters": {"type": "object", "properties": PROPS, "required": ["restaurant", "people"]}}
 
 values = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(-5, 5, allow_nan=False), st.text(max_size=3),
                    st.sampled_from(["a", "b"]), st.lists(st.integers(), max_size=2))  # fmt: skip
@@ -28,10 +28,12 @@ def test_reasons():
     assert check_call(None, [FN]) == "no_call"
     assert check_call({"name": "other", "arguments": {}}, [FN]) == "undefined_function"
     assert check_call({"name": "book_table", "arguments": {"restaurant": "Koi"}}, [FN]) == (
-        "invalid_arguments:missing_argument:people")
+        "invalid_arguments:missing_argument:people"
+    )
     assert check_call({"name": "book_table", "arguments": {"restaurant": "Koi", "people": "2"}}, [FN]) == (
-        "invalid_arguments:bad_argument_type:people")
-    with pytest.raises(ValueError, match="parameters.required"):
+        "invalid_arguments:bad_argument_type:people"
+    )
+    with pytest.raises(ValueError, match=r"parameters\.required"):
         check_definition({"name": "f", "parameters": {"properties": {}, "required": ["x"]}})
 
 

@@ -15,8 +15,9 @@ from herd.tokenizer.chat import Llama3ChatFormat
 from herd.tools import CallParseError, SearchIndex, Toolbox, call_message, extract_call, run_tool_loop
 from herd.tools.python import PythonTool
 
+CODE = {"code": "sum(i * i for i in range(10))"}
 PY_CALL = {"role": "assistant", "content": "", "stop_reason": "end_of_message",
-           "tool_calls": [{"name": "code_interpreter", "arguments": {"code": "sum(i * i for i in range(10))"}}]}  # fmt: skip
+           "tool_calls": [{"name": "code_interpreter", "arguments": CODE}]}  # fmt: skip
 SEARCH_CALL = {"role": "assistant", "content": '<tool_call>{"name": "search", "arguments": {"query": "1908 address"}}'
                "</tool_call>"}  # fmt: skip
 ANSWER = {"role": "assistant", "content": "285, and Theodore Roosevelt gave the 1908 address."}
@@ -90,7 +91,7 @@ def test_llama3_call_message_round_trips():
 
 
 class _Tok:
-    stop_ids = {0}
+    stop_ids = frozenset({0})
 
     def decode(self, ids):
         return ""
