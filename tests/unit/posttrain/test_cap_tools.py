@@ -18,7 +18,8 @@ SLICE = Path(__file__).resolve().parents[2] / "data" / "corpus-slice" / "sotu"
 
 
 def _call(name, **args):
-    return {"role": "assistant", "content": "<tool_call>" + json.dumps({"name": name, "arguments": args}) + "</tool_call>"}
+    body = json.dumps({"name": name, "arguments": args})
+    return {"role": "assistant", "content": f"<tool_call>{body}</tool_call>"}
 
 
 def _say(text):
