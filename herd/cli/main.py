@@ -31,6 +31,7 @@ COMMANDS = (
     "recipe",
     "sandbox",
     "safety",
+    "speech",
 )
 
 
