@@ -1,0 +1,334 @@
+"""Speech training: BEST-RQ pre-training of the encoder, then adapter + encoder SFT with the LM frozen,
+then WER/BLEU on held-out sentences in trained and unseen voices [P §8.2, §8.3, §8.4].
+
+The frozen LM is a herd model: `lm = "smollm2"` (the bundled 135M model) or a folder, or `lm = "tiny"`:
+a small herd Llama with a BPE tokenizer both trained here on the train split's text, then frozen. On two
+CPU cores the 135M LM costs ~30 s per SFT step under load (measured; docs/speech.md), so the bundled
+recipe uses "tiny" and the same code runs the real LM where compute allows.
+
+Out (one folder): tokenizer.ranks + lm.safetensors (tiny LM), encoder.safetensors, adapter.safetensors,
+metrics.json (losses, WER with 95% CIs per split and voice, BLEU), transcripts.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from herd.core.config import load_config
+from herd.core.logging import get_logger
+from herd.core.stage import run_fn
+from herd.model import ModelConfig, Transformer, build_model, load_model
+from herd.speech.adapter import ADAPTER_PRESETS, SpeechAdapter, SpeechLM
+from herd.speech.bestrq import BestRQ, BestRQConfig
+from herd.speech.conformer import ConformerEncoder
+from herd.speech.conformer import get_preset as conformer_preset
+from herd.speech.data import read_examples
+from herd.speech.frontend import LogMel
+
+log = get_logger(__name__)
+
+
+@dataclass
+class TinyLMConfig:
+    """The recipe's frozen LM when the bundled 135M model is too slow: trained here on text only."""
+
+    vocab_size: int = 1024  # 256 bytes + 512 merges + 256 Llama 3 specials
+    dim: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    steps: int = 300
+    lr: float = 3e-3
+    batch_size: int = 32
+
+
+@dataclass
+class SpeechTrainConfig:
+    data: str = "runs/speech/tiny/data"
+    out: str = "runs/speech/tiny/model"
+    lm: str = "tiny"  # "tiny" (trained here, frozen), "smollm2", or a herd/HF model folder
+    tiny_lm: TinyLMConfig = field(default_factory=TinyLMConfig)
+    encoder: str = "tiny"  # herd.speech.conformer PRESETS
+    adapter: str = "tiny"  # herd.speech.adapter ADAPTER_PRESETS
+    bestrq: BestRQConfig = field(default_factory=BestRQConfig)
+    pretrain_steps: int = 200
+    pretrain_lr: float = 2e-3
+    sft_steps: int = 1000
+    sft_lr: float = 1e-3
+    batch_size: int = 16
+    tasks: list[str] = field(default_factory=lambda: ["asr", "ast", "dialogue"])
+    max_eval: int = 200  # utterances per held-out split
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+
+
+# ---------------------------------------------------------------- features
+
+
+def load_features(rows: list[dict[str, Any]]) -> list[torch.Tensor]:
+    """Log-mel features (T, 80) of each row's audio, computed once (the front end is fixed)."""
+    import soundfile as sf
+
+    logmel = LogMel()
+    feats = []
+    for r in rows:
+        wav, sr = sf.read(r["audio"], dtype="float32")
+        if sr != 16_000:
+            raise ValueError(f"{r['audio']}: sample rate {sr}, expected 16000")
+        feats.append(logmel(torch.from_numpy(wav)[None])[0])
+    return feats
+
+
+def pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    n = torch.tensor([f.shape[0] for f in feats])
+    return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), n
+
+
+# ---------------------------------------------------------------- the frozen LM and its prompts
+
+
+def build_tiny_lm(texts: list[str], cfg: TinyLMConfig, seed: int) -> tuple[Transformer, Any]:
+    """A BPE tokenizer and a small herd Llama trained on `texts` (next-token loss), returned frozen."""
+    from herd.tokenizer import train_tokenizer
+
+    tok = train_tokenizer(texts, cfg.vocab_size)
+    mcfg = ModelConfig(dim=cfg.dim, n_layers=cfg.n_layers, n_heads=cfg.n_heads, n_kv_heads=cfg.n_heads,
+                       vocab_size=cfg.vocab_size, ffn_dim=4 * cfg.dim, max_seq_len=1024, rope_scaling=None,
+                       tie_embeddings=True)  # fmt: skip
+    lm = build_model(mcfg, seed=seed)
+    rows = [[*tok.encode(t, bos=True), tok.eot_id] for t in texts]
+    opt = torch.optim.AdamW(lm.parameters(), lr=cfg.lr, weight_decay=0.0)
+    rng = random.Random(seed)
+    for step in range(cfg.steps):
+        batch = [rows[rng.randrange(len(rows))] for _ in range(cfg.batch_size)]
+        x = torch.nn.utils.rnn.pad_sequence([torch.tensor(b) for b in batch], batch_first=True, padding_value=-100)
+        logits = lm(x[:, :-1].clamp(min=0))
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten(), ignore_index=-100)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * (step + 1) / cfg.steps))
+    log.info("tiny LM: text loss %.3f after %d steps", loss.item(), cfg.steps)
+    return lm.eval(), tok
+
+
+def load_lm(cfg: SpeechTrainConfig, texts: list[str]) -> tuple[Transformer, Any]:
+    if cfg.lm == "tiny":
+        return build_tiny_lm(texts, cfg.tiny_lm, cfg.seed)
+    from herd.tokenizer import load_tokenizer
+
+    return load_model(cfg.lm).eval(), load_tokenizer(cfg.lm)
+
+
+def end_of_turn(tok: Any) -> int:
+    return tok.special_ids.get("<|eot_id|>", tok.special_ids.get("<|im_end|>", tok.eos_id))
+
+
+def prompt_tokens(tok: Any, row: dict[str, Any]) -> tuple[list[int], list[int], list[int]]:
+    """(prefix, suffix, target): `<bos> {prompt}` before the speech, nothing after it, then the target
+    and the end-of-turn token. Plain text around the speech keeps sequences short on CPU."""
+    prefix = tok.encode(row["prompt"], bos=True) if row["prompt"] else [tok.bos_id]
+    return prefix, [], [*tok.encode(" " + row["target"]), end_of_turn(tok)]
+
+
+# ---------------------------------------------------------------- training loops
+
+
+def pretrain_bestrq(encoder: ConformerEncoder, feats: list[torch.Tensor], cfg: SpeechTrainConfig) -> list[float]:
+    model = BestRQ(encoder, cfg.bestrq).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.pretrain_lr, weight_decay=0.01)
+    rng, g = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    losses = []
+    for step in range(cfg.pretrain_steps):
+        x, n = pad_features([feats[rng.randrange(len(feats))] for _ in range(cfg.batch_size)])
+        out = model(x, n, g)
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        _cosine(opt, cfg.pretrain_lr, step, cfg.pretrain_steps)
+        losses.append(out["loss"].item())
+    return losses
+
+
+def train_sft(model: SpeechLM, rows: list[dict[str, Any]], feats: list[torch.Tensor], tok: Any,
+              cfg: SpeechTrainConfig) -> list[float]:  # fmt: skip
+    model.train()
+    params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("lm.")]
+    opt = torch.optim.AdamW(params, lr=cfg.sft_lr, weight_decay=0.01)
+    rng = random.Random(cfg.seed + 1)
+    toks = [prompt_tokens(tok, r) for r in rows]
+    losses = []
+    for step in range(cfg.sft_steps):
+        idx = [rng.randrange(len(rows)) for _ in range(cfg.batch_size)]
+        x, n = pad_features([feats[i] for i in idx])
+        loss = model.loss([toks[i][0] for i in idx], x, n, [toks[i][1] for i in idx], [toks[i][2] for i in idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        _cosine(opt, cfg.sft_lr, step, cfg.sft_steps)
+        losses.append(loss.item())
+        if step % 100 == 0:
+            log.info("speech sft step %d loss %.3f", step, loss.item())
+    return losses
+
+
+def _cosine(opt: torch.optim.Optimizer, peak: float, step: int, total: int) -> None:
+    warm = max(1, total // 20)
+    lr = (
+        peak * (step + 1) / warm
+        if step < warm
+        else peak * 0.5 * (1 + math.cos(math.pi * (step - warm) / (total - warm)))
+    )
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def normalize_text(text: str) -> str:
+    """Lowercase, punctuation removed, spaces collapsed: WER counts words, not spelling of punctuation."""
+    import re
+
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+def transcribe(model: SpeechLM, rows: list[dict[str, Any]], feats: list[torch.Tensor], tok: Any,
+               batch_size: int = 16) -> list[str]:  # fmt: skip
+    model.eval()
+    out: list[str] = []
+    for s in range(0, len(rows), batch_size):
+        chunk = list(range(s, min(s + batch_size, len(rows))))
+        x, n = pad_features([feats[i] for i in chunk])
+        toks = [prompt_tokens(tok, rows[i]) for i in chunk]
+        ids = model.transcribe([t[0] for t in toks], x, n, [t[1] for t in toks], max_new_tokens=40,
+                               stop_ids=[end_of_turn(tok)])  # fmt: skip
+        out.extend(tok.decode(i).strip() for i in ids)
+    return out
+
+
+def wer_with_ci(refs: list[str], hyps: list[str], seed: int = 0, n_boot: int = 1000) -> dict[str, float]:
+    """Corpus WER (errors / reference words, jiwer) and a 95% bootstrap CI over utterances."""
+    import jiwer
+    import numpy as np
+
+    refs_n, hyps_n = [normalize_text(r) or "<empty>" for r in refs], [normalize_text(h) for h in hyps]
+    errors = np.array([jiwer.process_words(r, h).wer * len(r.split()) if h else len(r.split())
+                       for r, h in zip(refs_n, hyps_n, strict=True)])  # fmt: skip
+    words = np.array([len(r.split()) for r in refs_n])
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(refs), len(refs))
+        boots.append(errors[i].sum() / words[i].sum())
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return {"wer": float(errors.sum() / words.sum()), "ci_low": float(lo), "ci_high": float(hi), "n": len(refs)}
+
+
+def evaluate(model: SpeechLM, rows: list[dict[str, Any]], feats: list[torch.Tensor], tok: Any,
+             seed: int) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+    hyps = transcribe(model, rows, feats, tok)
+    asr = [i for i, r in enumerate(rows) if r["task"] == "asr"]
+    res: dict[str, Any] = {}
+    if asr:
+        res["asr"] = wer_with_ci([rows[i]["target"] for i in asr], [hyps[i] for i in asr], seed)
+        for v in sorted({rows[i]["variant"] for i in asr}):
+            sel = [i for i in asr if rows[i]["variant"] == v]
+            res[f"asr/{v}"] = wer_with_ci([rows[i]["target"] for i in sel], [hyps[i] for i in sel], seed)
+    ast = [i for i, r in enumerate(rows) if r["task"] == "ast"]
+    if ast:
+        import sacrebleu
+
+        res["ast_bleu"] = sacrebleu.corpus_bleu([hyps[i] for i in ast], [[rows[i]["target"] for i in ast]]).score
+    return res, hyps
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def build_speech_model(cfg: SpeechTrainConfig, lm: Transformer) -> SpeechLM:
+    torch.manual_seed(cfg.seed)
+    enc = ConformerEncoder(conformer_preset(cfg.encoder))
+    adapter = SpeechAdapter(ADAPTER_PRESETS[_adapter_name(cfg.adapter)], enc.cfg.dim, lm.cfg.dim)
+    return SpeechLM(lm, enc, adapter)
+
+
+def _adapter_name(name: str) -> str:
+    if name not in ADAPTER_PRESETS:
+        raise ValueError(f"speech train: adapter: unknown preset '{name}'; presets: {', '.join(ADAPTER_PRESETS)}")
+    return name
+
+
+def train_speech(cfg: SpeechTrainConfig, out: Path) -> dict[str, Any]:
+    from safetensors.torch import save_file
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    start = time.perf_counter()
+    train = [r for r in read_examples(cfg.data, "train") if r["task"] in cfg.tasks]
+    if not train:
+        raise ValueError(f"speech train: {cfg.data} has no train examples for tasks {cfg.tasks}")
+    tests = {s: read_examples(cfg.data, s)[: cfg.max_eval] for s in ("test_sentences", "test_voices")}
+    feats = load_features(train)
+    test_feats = {s: load_features(r) for s, r in tests.items()}
+    t_feats = time.perf_counter()
+    lm, tok = load_lm(cfg, sorted({r["target"] for r in train} | {r["prompt"] for r in train if r["prompt"]}))
+    t_lm = time.perf_counter()
+    model = build_speech_model(cfg, lm)
+    untrained = {s: evaluate(model, tests[s], test_feats[s], tok, cfg.seed)[0] for s in tests}
+    t0 = time.perf_counter()
+    pre_losses = pretrain_bestrq(model.encoder, feats, cfg) if cfg.pretrain_steps else []
+    t_pre = time.perf_counter()
+    sft_losses = train_sft(model, train, feats, tok, cfg)
+    t_sft = time.perf_counter()
+    trained, rows_out = {}, []
+    for s in tests:
+        trained[s], hyps = evaluate(model, tests[s], test_feats[s], tok, cfg.seed)
+        rows_out += [{"id": r["id"], "split": s, "voice": r["voice"], "target": r["target"], "hypothesis": h}
+                     for r, h in zip(tests[s], hyps, strict=True)]  # fmt: skip
+    t_eval = time.perf_counter()
+    save_file({k: v.contiguous() for k, v in model.encoder.state_dict().items()}, out / "encoder.safetensors")
+    save_file({k: v.contiguous() for k, v in model.adapter.state_dict().items()}, out / "adapter.safetensors")
+    if cfg.lm == "tiny":
+        from herd.tokenizer import save_ranks
+
+        save_ranks(tok.ranks, out / "tokenizer.ranks")
+        save_file({k: v.contiguous() for k, v in lm.state_dict().items()}, out / "lm.safetensors")
+        (out / "lm_config.json").write_text(json.dumps(asdict(lm.cfg), default=str) + "\n")
+    with open(out / "transcripts.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows_out)
+    metrics = {
+        "train_utterances": len(train), "threads": torch.get_num_threads(),
+        "bestrq_loss_first_last": [_avg(pre_losses[:20]), _avg(pre_losses[-20:])],
+        "sft_loss_first_last": [_avg(sft_losses[:20]), _avg(sft_losses[-20:])],
+        "untrained": untrained, "trained": trained,
+        "seconds": {"features": round(t_feats - start, 1), "lm": round(t_lm - t_feats, 1),
+                    "bestrq": round(t_pre - t0, 1), "sft": round(t_sft - t_pre, 1),
+                    "eval": round(t_eval - t_sft, 1), "total": round(time.perf_counter() - start, 1)},
+    }  # fmt: skip
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return {"train_utterances": len(train), **{f"wer_{s}": trained[s].get("asr", {}).get("wer") for s in tests},
+            **{f"wer_untrained_{s}": untrained[s].get("asr", {}).get("wer") for s in tests}}  # fmt: skip
+
+
+def _avg(xs: list[float]) -> float | None:
+    return round(sum(xs) / len(xs), 4) if xs else None
+
+
+def run_speech_train(cfg: SpeechTrainConfig) -> Any:
+    return run_fn("speech_train", [Path(cfg.data)], cfg, cfg.out, lambda tmp: train_speech(cfg, tmp))
+
+
+def load_speech_train_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> SpeechTrainConfig:
+    return load_config(SpeechTrainConfig, path, overrides)
