@@ -11,7 +11,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "safety",
         help="VR / FRR (± 95%% CI) of a model alone and behind the guard + Code Shield; "
-        "`herd safety sweep CONFIG`: the VR–FRR trade-off by share of safety data in SFT",
+        "`sweep CONFIG`: the VR–FRR trade-off by share of safety data in SFT; "
+        "`train-guard CONFIG`: a Llama Guard 3-style LM guard",
     )
     add_config_args(p, "configs/safety/*.toml, or `sweep configs/safety/sweep.toml`")
     p.set_defaults(func=safety_command)
@@ -50,4 +51,18 @@ def sweep_command(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS = {"sweep": sweep_command}
+def train_guard_command(args: argparse.Namespace) -> int:
+    from herd.safety.guard_lm import GuardLMConfig, run_train_guard
+
+    cfg = load_args_config(GuardLMConfig, args)
+    m = run_train_guard(cfg)
+    for name in ("lm_guard", "minilm_guard"):
+        for side, s in m.get(name, {}).items():
+            print(f"{name:12s} {side:6s} binary macro-F1 {s['binary']['macro_f1']:.3f} (majority "
+                  f"{s['majority_binary']:.3f})   categories macro-F1 {s['categories']['macro_f1']:.3f} "
+                  f"(majority {s['majority_categories']:.3f})   n={s['n']}")  # fmt: skip
+    print(f"trained in {m['train']['train_s']} s; guard at {cfg.out}/model (herd chat MODEL --guard {cfg.out}/model)")
+    return 0
+
+
+SUBCOMMANDS = {"sweep": sweep_command, "train-guard": train_guard_command}

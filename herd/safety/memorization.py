@@ -1,0 +1,112 @@
+"""Memorization: the verbatim inclusion rate of generated continuations in a run's own training data
+[P §5.4, Table 24].
+
+The paper prompts the model with prefixes from its training data and reports how often the generation
+contains text that occurs verbatim in the training data, at 50-gram and 1000-gram granularity (405B: 1.13%
+and 3.91%, Table 24). Here: `samples` training documents (seeded) each give a prefix of `prefix_len`
+tokens; the model continues it greedily for `new_tokens` tokens; a continuation is *included* when any of
+its n-gram windows (n = 50 by default) is in the n-gram index of the training shards, the index of
+herd.eval.contamination built at that n. The exact-match rate (the generation equals the document's own
+continuation) is reported beside it. Rates carry the binomial 95% CI.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from herd.data.shards import TokenShard, list_shards
+from herd.eval.contamination import NgramIndex, build_index, ngram_hashes
+from herd.safety.metrics import rate
+
+Generate = Callable[[list[list[int]]], list[list[int]]]  # prefixes -> continuations (token ids)
+
+
+@dataclass
+class MemorizationConfig:
+    model: str = ""  # the run's exported model (anything herd.load_model reads)
+    shards: str = ""  # the run's training token shards
+    out: str = "runs/safety/memorization"
+    n: int = 50  # [P Table 24] 50-grams
+    prefix_len: int = 32
+    new_tokens: int = 50
+    samples: int = 100
+    batch: int = 8
+    seed: int = 0
+
+
+def load_index(folder: Path) -> NgramIndex:
+    """The index with its n from index.json (the binary header of herd's index records the default 8)."""
+    index = NgramIndex(folder)
+    index.n = int(json.loads((folder / "index.json").read_text())["n"])
+    return index
+
+
+def sample_windows(shards: str | Path, need: int, samples: int, seed: int) -> list[list[int]]:
+    """`need`-token windows (prefix + true continuation) of documents sampled without replacement."""
+    docs = [d for p in list_shards(shards) for d in TokenShard(p).docs() if len(d) >= need]
+    rng = random.Random(seed)
+    picked = rng.sample(docs, min(samples, len(docs)))
+    out = []
+    for d in picked:
+        start = rng.randrange(len(d) - need + 1)
+        out.append([int(t) for t in d[start : start + need]])
+    return out
+
+
+def included(index: NgramIndex, tokens: Sequence[int]) -> bool:
+    """Any n-gram window of `tokens` in the index (False when shorter than n)."""
+    return bool(index.contains(ngram_hashes(np.asarray(tokens), index.n)).any())
+
+
+def memorization(
+    index: NgramIndex, windows: Sequence[list[int]], prefix_len: int, generate: Generate
+) -> dict[str, Any]:
+    """Inclusion and exact-match rates of the continuations `generate` writes for each window's prefix."""
+    prefixes = [w[:prefix_len] for w in windows]
+    truths = [w[prefix_len:] for w in windows]
+    outs = generate(prefixes)
+    inc = [included(index, o) for o in outs]
+    exact = [o[: len(t)] == t for o, t in zip(outs, truths, strict=True)]
+    short = sum(len(o) < index.n for o in outs)  # stopped early: cannot hold an n-gram
+    return {"n": index.n, "inclusion": rate(inc), "exact": rate(exact), "stopped_early": short}
+
+
+def model_generate(model_path: str, new_tokens: int, batch: int) -> Generate:
+    """Greedy continuations of raw token prefixes (no chat template: the model continues its training text)."""
+    from herd.model import generate, load_model, resolve
+
+    model = load_model(resolve(model_path)).eval()
+
+    def run(prefixes: list[list[int]]) -> list[list[int]]:
+        out: list[list[int]] = []
+        for i in range(0, len(prefixes), batch):
+            out += generate(model, prefixes[i : i + batch], max_new_tokens=new_tokens)
+        return out
+
+    return run
+
+
+def run_memorization(cfg: MemorizationConfig, generate: Generate | None = None) -> dict[str, Any]:
+    """Index the shards at n (a stage), then measure; writes and returns memorization.json."""
+    from herd.core.stage import run_fn
+
+    out = Path(cfg.out)
+    if cfg.new_tokens < cfg.n:
+        raise ValueError(f"memorization: new_tokens={cfg.new_tokens} cannot hold a {cfg.n}-gram")
+    run_fn("memorization-index", [Path(cfg.shards)], {"n": cfg.n}, out / "index",
+           lambda tmp: build_index(cfg.shards, tmp, cfg.n))  # fmt: skip
+    windows = sample_windows(cfg.shards, cfg.prefix_len + cfg.new_tokens, cfg.samples, cfg.seed)
+    if not windows:
+        raise ValueError(f"{cfg.shards}: no document holds {cfg.prefix_len + cfg.new_tokens} tokens")
+    gen = generate or model_generate(cfg.model, cfg.new_tokens, cfg.batch)
+    result = {"model": cfg.model, "shards": cfg.shards, "prefix_len": cfg.prefix_len, "seed": cfg.seed,
+              **memorization(load_index(out / "index"), windows, cfg.prefix_len, gen)}  # fmt: skip
+    (out / "memorization.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
