@@ -94,19 +94,24 @@ def model_generate(model_path: str, new_tokens: int, batch: int) -> Generate:
 
 
 def run_memorization(cfg: MemorizationConfig, generate: Generate | None = None) -> dict[str, Any]:
-    """Index the shards at n (a stage), then measure; writes and returns memorization.json."""
+    """The stage: index the shards at n (index/), measure, write memorization.json; returns the result
+    (also the manifest's counts, which the recipe report reads)."""
     from herd.core.stage import run_fn
 
-    out = Path(cfg.out)
     if cfg.new_tokens < cfg.n:
         raise ValueError(f"memorization: new_tokens={cfg.new_tokens} cannot hold a {cfg.n}-gram")
-    run_fn("memorization-index", [Path(cfg.shards)], {"n": cfg.n}, out / "index",
-           lambda tmp: build_index(cfg.shards, tmp, cfg.n))  # fmt: skip
+    inputs = [Path(p) for p in (cfg.shards, cfg.model) if p and Path(p).exists()]
+    run_fn("memorization", inputs, cfg, Path(cfg.out), lambda tmp: _measure(cfg, generate, tmp))
+    return json.loads((Path(cfg.out) / "memorization.json").read_text())
+
+
+def _measure(cfg: MemorizationConfig, generate: Generate | None, out: Path) -> dict[str, Any]:
+    index = build_index(cfg.shards, out / "index", cfg.n)
     windows = sample_windows(cfg.shards, cfg.prefix_len + cfg.new_tokens, cfg.samples, cfg.seed)
     if not windows:
         raise ValueError(f"{cfg.shards}: no document holds {cfg.prefix_len + cfg.new_tokens} tokens")
     gen = generate or model_generate(cfg.model, cfg.new_tokens, cfg.batch)
     result = {"model": cfg.model, "shards": cfg.shards, "prefix_len": cfg.prefix_len, "seed": cfg.seed,
-              **memorization(load_index(out / "index"), windows, cfg.prefix_len, gen)}  # fmt: skip
+              "index": index, **memorization(load_index(out / "index"), windows, cfg.prefix_len, gen)}  # fmt: skip
     (out / "memorization.json").write_text(json.dumps(result, indent=1) + "\n")
     return result

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from herd.core.manifest import Manifest
 from herd.data.shards import SUFFIX, write_shard
 from herd.safety.memorization import MemorizationConfig, run_memorization
 
@@ -42,8 +45,11 @@ def test_planted_memorized_and_novel_continuations(tmp_path, shards) -> None:
     cfg = MemorizationConfig(shards=str(folder), out=str(tmp_path / "m"), samples=20, prefix_len=16)
     m = run_memorization(cfg, recite)
     assert m["n"] == 50 and m["inclusion"]["rate"] == 1.0 and m["exact"]["rate"] == 1.0 and m["inclusion"]["n"] == 20
-    assert run_memorization(cfg, novel)["inclusion"]["rate"] == 0.0
-    assert run_memorization(cfg, half)["inclusion"]["rate"] == 0.0
+    assert m["index"]["tokens"] == sum(map(len, docs))
+    for name, gen in (("novel", novel), ("half", half)):
+        other = dataclasses.replace(cfg, out=str(tmp_path / name))
+        assert run_memorization(other, gen)["inclusion"]["rate"] == 0.0, name
+    assert Manifest.find(tmp_path / "m").counts["inclusion"]["rate"] == 1.0  # what the recipe report reads
 
 
 def test_mixed_rate_and_ci(tmp_path, shards) -> None:
