@@ -5,7 +5,8 @@ The paper prompts the model with prefixes from its training data and reports how
 contains text that occurs verbatim in the training data, at 50-gram and 1000-gram granularity (405B: 1.13%
 and 3.91%, Table 24). Here: `samples` training documents (seeded) each give a prefix of `prefix_len`
 tokens; the model continues it greedily for `new_tokens` tokens; a continuation is *included* when any of
-its n-gram windows (n = 50 by default) is in the n-gram index of the training shards, the index of
+its n-gram windows (n = 50 by default) is in the n-gram index of the training shards (held-out `val/`
+shards excluded), the index of
 herd.eval.contamination built at that n. The exact-match rate (the generation equals the document's own
 continuation) is reported beside it. Rates carry the binomial 95% CI.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,9 +50,24 @@ def load_index(folder: Path) -> NgramIndex:
     return index
 
 
-def sample_windows(shards: str | Path, need: int, samples: int, seed: int) -> list[list[int]]:
+def training_shards(folder: str | Path) -> list[Path]:
+    """The shards under `folder` except held-out ones (herd.data.tokenize writes <source>/val/ beside train/)."""
+    root = Path(folder)
+    shards = list_shards(root)
+    return [p for p in shards if root.is_file() or "val" not in p.relative_to(root).parts[:-1]]
+
+
+def link_shards(shards: Sequence[Path], folder: Path) -> Path:
+    """A folder of links to `shards`, the input herd.eval.contamination.build_index takes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, p in enumerate(shards):
+        (folder / f"{i:05d}-{p.name}").symlink_to(p.resolve())
+    return folder
+
+
+def sample_windows(shards: Sequence[Path], need: int, samples: int, seed: int) -> list[list[int]]:
     """`need`-token windows (prefix + true continuation) of documents sampled without replacement."""
-    docs = [d for p in list_shards(shards) for d in TokenShard(p).docs() if len(d) >= need]
+    docs = [d for p in shards for d in TokenShard(p).docs() if len(d) >= need]
     rng = random.Random(seed)
     picked = rng.sample(docs, min(samples, len(docs)))
     out = []
@@ -106,12 +123,15 @@ def run_memorization(cfg: MemorizationConfig, generate: Generate | None = None) 
 
 
 def _measure(cfg: MemorizationConfig, generate: Generate | None, out: Path) -> dict[str, Any]:
-    index = build_index(cfg.shards, out / "index", cfg.n)
-    windows = sample_windows(cfg.shards, cfg.prefix_len + cfg.new_tokens, cfg.samples, cfg.seed)
+    shards = training_shards(cfg.shards)
+    index = build_index(link_shards(shards, out / "shards"), out / "index", cfg.n)
+    shutil.rmtree(out / "shards")
+    windows = sample_windows(shards, cfg.prefix_len + cfg.new_tokens, cfg.samples, cfg.seed)
     if not windows:
         raise ValueError(f"{cfg.shards}: no document holds {cfg.prefix_len + cfg.new_tokens} tokens")
     gen = generate or model_generate(cfg.model, cfg.new_tokens, cfg.batch)
     result = {"model": cfg.model, "shards": cfg.shards, "prefix_len": cfg.prefix_len, "seed": cfg.seed,
-              "index": index, **memorization(load_index(out / "index"), windows, cfg.prefix_len, gen)}  # fmt: skip
+              "index": index, "training_shards": len(shards)}  # fmt: skip
+    result |= memorization(load_index(out / "index"), windows, cfg.prefix_len, gen)
     (out / "memorization.json").write_text(json.dumps(result, indent=1) + "\n")
     return result

@@ -19,8 +19,11 @@ def shards(tmp_path):
     rng = np.random.default_rng(0)
     docs = [rng.integers(0, VOCAB, size=int(rng.integers(90, 200))).tolist() for _ in range(40)]
     docs.append(list(range(30)))  # too short for a prefix + continuation: never sampled
-    (tmp_path / "shards").mkdir()
-    write_shard(tmp_path / "shards" / f"train-00000{SUFFIX}", docs, VOCAB)
+    (tmp_path / "shards" / "web" / "train").mkdir(parents=True)
+    (tmp_path / "shards" / "web" / "val").mkdir()
+    write_shard(tmp_path / "shards" / "web" / "train" / f"a-00000{SUFFIX}", docs, VOCAB)
+    # A held-out document: never indexed, so reciting it is not memorizing training data.
+    write_shard(tmp_path / "shards" / "web" / "val" / f"a-00000{SUFFIX}", [list(range(500, 700))], VOCAB)
     return tmp_path / "shards", docs
 
 
@@ -49,6 +52,8 @@ def test_planted_memorized_and_novel_continuations(tmp_path, shards) -> None:
     for name, gen in (("novel", novel), ("half", half)):
         other = dataclasses.replace(cfg, out=str(tmp_path / name))
         assert run_memorization(other, gen)["inclusion"]["rate"] == 0.0, name
+    val = dataclasses.replace(cfg, out=str(tmp_path / "val"))
+    assert run_memorization(val, lambda ps: [list(range(600, 650))] * len(ps))["inclusion"]["rate"] == 0.0
     assert Manifest.find(tmp_path / "m").counts["inclusion"]["rate"] == 1.0  # what the recipe report reads
 
 
