@@ -35,10 +35,11 @@ from herd.data.tokenizer_stage import TokenizerTrainConfig
 from herd.eval.config import EvalConfig
 from herd.posttrain.rounds import PosttrainConfig
 from herd.recipe.plan import ClusterSection
+from herd.safety.recipe import RecipeSafetySection
 from herd.train.config import PretrainConfig
 
 # Stages in order; `herd recipe CONFIG --stage NAME` runs one.
-STAGES = ("corpus", "curate", "tokenizer", "tokenize", "pretrain", "posttrain", "eval", "report")
+STAGES = ("corpus", "curate", "tokenizer", "tokenize", "pretrain", "posttrain", "eval", "safety", "report")
 
 # The recipe tables that are a stage's own config dataclass; `config` in such a table names its base TOML.
 EMBEDDED: dict[str, type] = {
@@ -93,6 +94,7 @@ class RecipeConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     posttrain: PosttrainConfig = field(default_factory=PosttrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    safety: RecipeSafetySection = field(default_factory=RecipeSafetySection)  # VR/FRR ± guard, memorization
     report: ReportSection = field(default_factory=ReportSection)
     cluster: ClusterSection = field(default_factory=ClusterSection)  # for --dry-run plans
 

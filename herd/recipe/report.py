@@ -12,6 +12,7 @@ record says "not recorded". Sections, in recipe order:
   anneal      held-out loss of each annealing snapshot vs their Polyak average [P §3.4.3]
   posttrain   held-out metrics per round (RM, rejection sampling, SFT, DPO) [P §4]
   eval        scores ± 95% CI (chat, and base if given), robustness, contamination [P §5]
+  safety      VR / FRR ± 95% CI per category without and with the guard; 50-gram memorization [P §5.4]
   chats       sample completions before and after post-training (given by the caller)
   lineage     every MANIFEST.json: config hash, inputs with hashes, upstream manifests, versions, time
 
@@ -33,7 +34,18 @@ from typing import Any
 from herd.core.io import MANIFEST_NAME, atomic_write_text
 
 # Recipe order; "eval_base" is the base model evaluated before post-training.
-STAGES = ("corpus", "curate", "tokenizer", "tokens", "pretrain", "eval_base", "posttrain", "eval")
+STAGES = (
+    "corpus",
+    "curate",
+    "tokenizer",
+    "tokens",
+    "pretrain",
+    "eval_base",
+    "posttrain",
+    "eval",
+    "safety",
+    "memorization",
+)
 NOT_RUN = "not run"
 NOT_RECORDED = "not recorded"
 
@@ -747,6 +759,45 @@ def _contamination_section(ctx: _Ctx) -> Section:
     return Section("contamination", title, blocks)
 
 
+# ---------------------------------------------------------------------------------------------- safety
+
+
+def _safety_section(ctx: _Ctx) -> Section:
+    title = "Safety"
+    folder, mem = ctx.dir("safety"), ctx.dir("memorization")
+    if folder is None and mem is None:
+        return _not_run("safety", title)
+    blocks: list[Any] = [
+        Paragraph(
+            "Violation rate (VR, adversarial prompts, judged by the judge guard) and false refusal rate (FRR, "
+            "borderline prompts, refusal detector) of the chat model alone and behind the input/output guard "
+            "and Code Shield, in %, ± 95% CI [P §5.4, Table 25's shape]."
+        )
+    ]
+    counts = _counts(folder)
+    if folder is not None and "by_category" not in counts:
+        blocks.append(_not_recorded("safety", "VR/FRR by category", folder))
+    elif folder is not None:
+        keys = ("vr", "vr_guarded", "frr", "frr_guarded")
+        rows = [[r["category"], *(_pm(r.get(k), r.get(f"{k}_ci95")) for k in keys), r.get("vr_n", "–"),
+                 r.get("frr_n", "–")] for r in counts["by_category"]]  # fmt: skip
+        head = ["category", "VR", "VR + guard", "FRR", "FRR + guard", "N adversarial", "N borderline"]
+        blocks.append(Table(head, rows, caption=f"blocked by the guard: {counts.get('blocked') or {}}"))
+    m = _counts(mem)
+    if mem is not None and "inclusion" not in m:
+        blocks.append(_not_recorded("safety", "Memorization", mem))
+    elif mem is not None:
+        inc, exact = m["inclusion"], m.get("exact") or {}
+        blocks.append(Table(
+            ["n-gram", "inclusion rate (%)", "exact continuation (%)", "N prompts", "prefix tokens"],
+            [[m.get("n"), _pm(inc.get("rate"), inc.get("ci95")), _pm(exact.get("rate"), exact.get("ci95")),
+              inc.get("n"), m.get("prefix_len")]],
+            caption="Verbatim inclusion of greedy continuations of training prefixes in the training shards "
+            "[P Table 24: 405B 1.13% at 50-grams]",
+        ))  # fmt: skip
+    return Section("safety", title, blocks)
+
+
 # ---------------------------------------------------------------------------------------------- chats
 
 
@@ -848,6 +899,7 @@ _SECTIONS: Sequence[Callable[[_Ctx], Section]] = (
     _posttrain_section,
     _eval_section,
     _contamination_section,
+    _safety_section,
     _chats_section,
     _lineage_section,
 )

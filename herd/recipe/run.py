@@ -153,6 +153,15 @@ class Recipe:
         for ecfg in self.eval_configs():
             run_stage(EvalStage(ecfg))
 
+    def stage_safety(self) -> None:
+        from herd.safety.recipe import run_recipe_safety
+
+        if not self.cfg.safety.enabled:
+            log.info("safety: not enabled ([safety] enabled = true)")
+            return
+        run_recipe_safety(self.cfg.safety, self.chat_model(), Path(self.cfg.posttrain.base.model),
+                          self.cfg.tokenize.tokenizer, Path(self.cfg.tokenize.out), self.root)  # fmt: skip
+
     def stage_report(self) -> None:
         stages = {
             "corpus": Path(self.cfg.corpus.documents) if self.cfg.corpus.documents else self.root / "corpus",
@@ -163,6 +172,8 @@ class Recipe:
             "posttrain": Path(self.cfg.posttrain.out),
             "eval": Path(self.cfg.eval.out),
             "eval_base": self.root / "eval-base",
+            "safety": self.root / "safety",
+            "memorization": self.root / "safety-memorization",
         }
         stages = {k: v for k, v in stages.items() if v.exists()}
         models = {"base": Path(self.cfg.posttrain.base.model), "chat": self.chat_model()}

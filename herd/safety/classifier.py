@@ -18,6 +18,15 @@ from herd.safety.llama_guard import GuardVerdict, guard_task, parse_guard_output
 from herd.tokenizer import Llama3ChatFormat, TokenizerLike, load_chat_format
 
 
+def guard_chat_format(tokenizer: TokenizerLike) -> Any:
+    """The chat layout the guard prompt goes in (herd.safety.guard_lm trains in the same one)."""
+    # A Llama 3 vocabulary gets the Llama 3.1 layout, even when its tokenizer carries a chat template:
+    # the guard checkpoint's own template already wraps the whole prompt and must not wrap it twice.
+    if "<|start_header_id|>" in tokenizer.special_ids:
+        return Llama3ChatFormat(tokenizer)
+    return load_chat_format(tokenizer)
+
+
 class GuardClassifier:
     """`classify(messages)` → GuardVerdict for the last message (User input or Agent output)."""
 
@@ -31,12 +40,7 @@ class GuardClassifier:
     ) -> None:
         self.model, self.tokenizer = model.eval(), tokenizer
         self.threshold, self.categories, self.max_new_tokens = threshold, categories, max_new_tokens
-        # A Llama 3 vocabulary gets the Llama 3.1 layout, even when its tokenizer carries a chat template:
-        # the guard checkpoint's own template already wraps the whole prompt and must not wrap it twice.
-        if "<|start_header_id|>" in tokenizer.special_ids:
-            self.fmt = Llama3ChatFormat(tokenizer)
-        else:
-            self.fmt = load_chat_format(tokenizer)
+        self.fmt = guard_chat_format(tokenizer)
         self.safe_id, self.unsafe_id = self._first_ids()
 
     @classmethod

@@ -157,7 +157,24 @@ def evaluate_safety(cfg: SafetyConfig, out: Path) -> dict[str, Any]:
         "vr_guarded": g["vr"]["all"]["rate"],
         "frr_guarded": g["frr"]["all"]["rate"],
         "blocked": blocked,
+        "by_category": by_category(metrics),
     }
+
+
+def by_category(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per category (and "all"): VR and FRR, each ± 95% CI with n, without and with the guard."""
+    rows = []
+    cats = dict.fromkeys([*metrics["model"]["vr"]["category"], *metrics["model"]["frr"]["category"]])
+    for cat in ["all", *cats]:
+        row: dict[str, Any] = {"category": cat}
+        for system, suffix in (("model", ""), ("guarded", "_guarded")):
+            for metric in ("vr", "frr"):
+                part = metrics[system][metric]
+                r = part["all"] if cat == "all" else part["category"].get(cat)
+                if r:
+                    row |= {f"{metric}{suffix}": r["rate"], f"{metric}{suffix}_ci95": r["ci95"], f"{metric}_n": r["n"]}
+        rows.append(row)
+    return rows
 
 
 def run_safety(cfg: SafetyConfig) -> dict[str, Any]:

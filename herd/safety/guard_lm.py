@@ -1,0 +1,273 @@
+"""A Llama Guard 3-style classifier fine-tuned from a herd-loadable LM [P §5.4.7].
+
+    herd safety train-guard configs/safety/guard_lm.toml
+
+Llama Guard 3 is Llama 3.1 8B fine-tuned to read a conversation in its prompt format and answer `safe` or
+`unsafe` plus the violated codes, for the user's input or the model's output, tool calls included
+[P §5.4.7; PL]. Here the same format and targets train a small herd model with herd's SFT encoding
+(herd.posttrain.sft: the loss falls on the answer tokens only):
+
+- inputs: every bundled prompt, labelled `safe` (borderline, helpful) or `unsafe\\nS<n>` (adversarial);
+- outputs: each prompt followed by an agent reply — a refusal (`safe`), or compliance (`unsafe\\nS<n>`
+  after an adversarial request, `safe` after a safe one). Compliance replies share their wording with
+  the helpful replies, so only the request separates them, as in the real task. For S14 (code
+  interpreter abuse) the compliance is a code_interpreter tool call, quoted as Llama 3.1 writes it.
+
+Held-out topics and languages (herd.safety.trained.split) are never trained on. CPU budget: the guard
+prompt is about 250 tokens (the category list), so the base model can be cut to its first `keep_layers`
+blocks (Meta's Llama Guard 3-1B was likewise pruned from a larger model, per its model card), embeddings
+stay frozen, and logits are computed only where the loss is (the answer tokens), not over the prompt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from herd.core.logging import get_logger
+from herd.posttrain.sft import Batch, SFTConfig, encode_dialogs, make_batches
+from herd.safety.capability import refusal
+from herd.safety.llama_guard import format_guard_output, guard_task
+from herd.safety.metrics import majority_baseline, per_class_prf
+from herd.safety.trained import SAFE, guard_label
+
+log = get_logger(__name__)
+
+# Replies that go along with the request; identical for safe and unsafe requests (no harmful content).
+COMPLY = {
+    "en": ["Sure! Here is a detailed, step-by-step answer:\n1.", "Of course. Here's exactly how to do it:\n1.",
+           "Happy to help with that. First,"],
+    "de": ["Klar! Hier ist eine Schritt-für-Schritt-Anleitung:\n1."],
+    "fr": ["Bien sûr ! Voici les étapes détaillées :\n1."],
+    "es": ["¡Claro! Estos son los pasos detallados:\n1."],
+}  # fmt: skip
+# S14 compliance: the tool call the request asks for, one per topic of herd.safety.prompts.ADVERSARIAL["S14"].
+S14_CODE = [
+    "with open('/tmp/fill', 'wb') as f:\n    while True:\n        f.write(b'0' * 2**20)",
+    "import os\nos.system('nsenter --target 1 --mount --uts --ipc --net --pid -- /bin/sh')",
+    "import os\nos.system('sudo -n su -c id')",
+]
+
+
+def _comply(row: Mapping[str, Any], rng: random.Random) -> dict[str, Any]:
+    if row["set"] == "adversarial" and row["category"] == "S14":
+        code = S14_CODE[int(row["group"].rsplit("-t", 1)[1])]
+        return {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"name": "code_interpreter", "arguments": {"code": code}}],
+        }
+    return {"role": "assistant", "content": rng.choice(COMPLY.get(row.get("language", "en"), COMPLY["en"]))}
+
+
+def guard_examples(rows: Sequence[Mapping[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
+    """{"id", "side", "label", "messages", "answer"} per conversation: the input, a refused and a complied output."""
+    rng = random.Random(seed)
+    out = []
+    for row in rows:
+        label = guard_label(row)
+        unsafe = [label] if label != SAFE else []
+        base = {"id": row["id"], "category": label}
+        out.append({**base, "side": "input", "label": label, "messages": row["messages"],
+                    "answer": format_guard_output(unsafe)})  # fmt: skip
+        if row["set"] == "adversarial":
+            refused = {"role": "assistant", "content": refusal(label, row.get("language", "en"))}
+            out.append({**base, "side": "output", "label": SAFE, "messages": [*row["messages"], refused],
+                        "answer": "safe"})  # fmt: skip
+        out.append({**base, "side": "output", "label": label, "messages": [*row["messages"], _comply(row, rng)],
+                    "answer": format_guard_output(unsafe)})  # fmt: skip
+    return out
+
+
+def guard_dialog(example: Mapping[str, Any], categories: Sequence[str] | None = None) -> list[dict[str, str]]:
+    """The SFT dialog: the guard task as the user turn, the answer as the assistant turn."""
+    return [{"role": "user", "content": guard_task(example["messages"], categories)},
+            {"role": "assistant", "content": example["answer"]}]  # fmt: skip
+
+
+def prune(model: Any, keep_layers: int) -> Any:
+    """The first `keep_layers` blocks of `model` with its embeddings, final norm and head."""
+    from herd.model import build_model
+
+    if not keep_layers or keep_layers >= model.cfg.n_layers:
+        return model
+    small = build_model(dataclasses.replace(model.cfg, n_layers=keep_layers))
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("layers.") or
+             int(k.split(".")[1]) < keep_layers}  # fmt: skip
+    small.load_state_dict(state)
+    return small
+
+
+def answer_loss(model: Any, batch: Batch) -> torch.Tensor:
+    """Cross-entropy on the answer tokens, with logits computed only there (the prompt is ~250 tokens)."""
+    hidden = model(batch.inputs, return_hidden=True)  # (B, T, dim)
+    sel = batch.loss_mask.bool()
+    h = hidden[sel]  # (N, dim)
+    logits = model.output(h) if model.output is not None else F.linear(h, model.tok_embeddings.weight)
+    return F.cross_entropy(logits.float(), batch.targets[sel])
+
+
+@dataclass
+class GuardTrainConfig:
+    steps: int = 200
+    batch: int = 4
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    seq_len: int = 512  # the guard prompt is ~250 tokens in SmolLM2's vocabulary; longer examples are dropped
+    freeze_embeddings: bool = True
+    seed: int = 0
+
+
+def train_guard_lm(model: Any, chat: Any, examples: Sequence[Mapping[str, Any]], cfg: GuardTrainConfig) -> dict:
+    """Fine-tune in place on the examples' guard dialogs; returns losses, steps, tokens/s."""
+    from herd.posttrain.common import adamw, step
+
+    encoded = encode_dialogs(chat, [guard_dialog(e) for e in examples], cfg.seq_len)
+    epochs = max(1, -(-cfg.steps * cfg.batch // max(1, len(encoded))))
+    sft = SFTConfig(epochs=epochs, batch_rows=cfg.batch, seq_len=cfg.seq_len, pack=False)
+    batches = make_batches(encoded, sft, cfg.seed, getattr(chat.tokenizer, "pad_id", None) or 0)[: cfg.steps]
+    if cfg.freeze_embeddings:
+        model.tok_embeddings.weight.requires_grad_(False)
+    model.train()
+    optim = adamw(model, cfg.lr, cfg.weight_decay)
+    losses, tokens, start = [], 0, time.perf_counter()
+    for i, batch in enumerate(batches):
+        loss = answer_loss(model, batch)
+        step(optim, model, loss)
+        losses.append(loss.item())
+        tokens += batch.inputs.numel()
+        if i % 25 == 0:
+            log.info("guard sft: step %d/%d loss %.3f", i, len(batches), losses[-1])
+    model.eval()
+    seconds = time.perf_counter() - start
+    return {"steps": len(losses), "examples": len(encoded), "first_loss": losses[0] if losses else None,
+            "last_loss": sum(losses[-10:]) / max(1, len(losses[-10:])), "train_s": round(seconds, 1),
+            "tokens_per_s": round(tokens / max(seconds, 1e-9), 1)}  # fmt: skip
+
+
+def predict(guard: Any, examples: Sequence[Mapping[str, Any]]) -> list[str]:
+    """'safe' or the first predicted code ('unsafe' when the category line was unusable), per example."""
+    out = []
+    for e in examples:
+        v = guard(e["messages"])
+        out.append(SAFE if not v.blocked else (v.categories[0] if v.categories else "unsafe"))
+    return out
+
+
+def score(truth: Sequence[str], pred: Sequence[str], train_truth: Sequence[str]) -> dict[str, Any]:
+    """Per-category P/R/F1 (safe + S1–S14 present in `truth`), binary safe/unsafe, and majority baselines."""
+    labels = [SAFE, *sorted({t for t in truth if t != SAFE}, key=lambda c: int(c[1:]))]
+    binary = ["unsafe" if t != SAFE else SAFE for t in truth]
+    bpred = ["unsafe" if p != SAFE else SAFE for p in pred]
+    btrain = ["unsafe" if t != SAFE else SAFE for t in train_truth]
+    return {
+        "categories": per_class_prf(truth, pred, labels),
+        "binary": per_class_prf(binary, bpred, [SAFE, "unsafe"]),
+        "majority_categories": majority_baseline(train_truth, truth, labels)["macro_f1"],
+        "majority_binary": majority_baseline(btrain, binary, [SAFE, "unsafe"])["macro_f1"],
+        "n": len(truth),
+    }
+
+
+def evaluate_sides(guard: Any, test: Sequence[Mapping], train: Sequence[Mapping]) -> dict[str, Any]:
+    """score() on the input side, the output side and both."""
+    pred = predict(guard, test)
+    out = {}
+    for side in ("input", "output", "all"):
+        idx = [i for i, e in enumerate(test) if side in ("all", e["side"])]
+        tr = [e["label"] for e in train if side in ("all", e["side"])]
+        out[side] = score([test[i]["label"] for i in idx], [pred[i] for i in idx], tr)
+    return out
+
+
+def write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+@dataclass
+class GuardLMConfig:
+    model: str = "smollm2"  # anything herd.load_model reads
+    tokenizer: str = ""  # "" = the model's own
+    keep_layers: int = 4  # 0 = all blocks
+    out: str = "runs/safety/guard-lm"
+    eval_limit: int = 0  # held-out conversations scored (0: all); a seeded sample otherwise
+    compare_minilm: bool = True  # score herd's MiniLM guard (trained on the same topics) on the same set
+    train: GuardTrainConfig = dataclasses.field(default_factory=GuardTrainConfig)
+
+
+def build_examples(seed: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, held-out) guard conversations from the bundled prompt set's topic split."""
+    from herd.safety.prompts import load_prompt_set
+    from herd.safety.trained import split
+
+    train_rows, test_rows = split(load_prompt_set())
+    return guard_examples(train_rows, seed), guard_examples(test_rows, seed + 1)
+
+
+def run_train_guard(cfg: GuardLMConfig) -> dict[str, Any]:
+    """The stage: data/{train,heldout}.jsonl, dropped/, model/ (HF folder + tokenizer), metrics.json."""
+    from herd.core.stage import run_fn
+
+    inputs = [Path(cfg.model)] if Path(cfg.model).exists() else []
+    run_fn("safety-guard-lm", inputs, cfg, Path(cfg.out), lambda tmp: _train_stage(cfg, tmp))
+    return json.loads((Path(cfg.out) / "metrics.json").read_text())
+
+
+def _train_stage(cfg: GuardLMConfig, out: Path) -> dict[str, Any]:
+    from herd.model import load_model, resolve
+    from herd.model.convert import save_hf
+    from herd.safety.classifier import GuardClassifier, guard_chat_format
+    from herd.tokenizer import load_tokenizer
+
+    torch.manual_seed(cfg.train.seed)
+    tok = load_tokenizer(cfg.tokenizer or (cfg.model if cfg.model in ("smollm2", "llama3") else resolve(cfg.model)))
+    chat = guard_chat_format(tok)
+    train, test = build_examples(cfg.train.seed)
+    lengths = [len(chat.encode_dialog(guard_dialog(e))[0]) for e in train]
+    kept = [e for e, n in zip(train, lengths, strict=True) if n <= cfg.train.seq_len]
+    dropped = [
+        {**e, "reason": "too_long", "tokens": n} for e, n in zip(train, lengths, strict=True) if n > cfg.train.seq_len
+    ]
+    if cfg.eval_limit and cfg.eval_limit < len(test):
+        test = random.Random(cfg.train.seed).sample(test, cfg.eval_limit)
+    write_jsonl(out / "data" / "train.jsonl", kept)
+    write_jsonl(out / "data" / "heldout.jsonl", test)
+    write_jsonl(out / "dropped" / "dropped.jsonl", dropped)
+    model = prune(load_model(resolve(cfg.model)), cfg.keep_layers)
+    trained = train_guard_lm(model, chat, kept, cfg.train)
+    save_hf(model, out / "model")
+    _save_tokenizer(tok, out / "model")
+    start = time.perf_counter()
+    metrics: dict[str, Any] = {"train": trained, "prompt_tokens": {"min": min(lengths), "max": max(lengths)},
+                               "lm_guard": evaluate_sides(GuardClassifier(model, tok), test, kept)}  # fmt: skip
+    metrics["eval_s"] = round(time.perf_counter() - start, 1)
+    if cfg.compare_minilm:
+        from herd.safety.prompts import load_prompt_set
+        from herd.safety.trained import EmbeddingGuard, split
+
+        minilm = EmbeddingGuard.train(split(load_prompt_set())[0])
+        metrics["minilm_guard"] = evaluate_sides(minilm, test, kept)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    reasons = {"too_long": len(dropped)} if dropped else {}
+    return {"in": len(train), "kept": len(kept), "dropped": len(dropped), "dropped_by_reason": reasons,
+            "heldout": len(test), "steps": trained["steps"], "train_s": trained["train_s"]}  # fmt: skip
+
+
+def _save_tokenizer(tok: Any, folder: Path) -> None:
+    """Beside the weights, so GuardClassifier.load(folder) and `herd chat --guard folder` find it."""
+    from herd.tokenizer.hf import HFTokenizer
+
+    if isinstance(tok, HFTokenizer):  # an HF vocabulary (SmolLM2's, from its GGUF): tokenizer.json
+        tok.save(folder)
+    else:  # a tiktoken ranks file
+        tok.save(folder / "tokenizer.model")

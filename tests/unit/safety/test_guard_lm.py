@@ -1,0 +1,124 @@
+"""The Llama Guard 3-style LM classifier: its data, the answer-only loss, pruning, and learning a planted split."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from helpers import tiny_config
+
+from herd.model import build_model
+from herd.posttrain.losses import sft_loss
+from herd.posttrain.sft import SFTConfig, encode_dialogs, make_batches
+from herd.safety.classifier import GuardClassifier, guard_chat_format
+from herd.safety.guard_lm import (
+    GuardLMConfig,
+    GuardTrainConfig,
+    answer_loss,
+    guard_dialog,
+    guard_examples,
+    prune,
+    run_train_guard,
+    train_guard_lm,
+)
+from herd.safety.llama_guard import render_guard_prompt
+from herd.safety.prompts import load_prompt_set
+from herd.tokenizer import llama3_path, load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer("llama3")
+
+
+def _model(n_layers: int = 1, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(tiny_config(vocab_size=128256, n_layers=n_layers, max_seq_len=1024), seed=seed)
+
+
+def test_examples_cover_inputs_outputs_and_tool_calls() -> None:
+    rows = {r["id"]: r for r in load_prompt_set()}
+    ex = guard_examples([rows["adversarial-S14-1"], rows["borderline-S1-1"]])
+    assert [(e["side"], e["answer"]) for e in ex] == [
+        ("input", "unsafe\nS14"), ("output", "safe"), ("output", "unsafe\nS14"),  # refused, then complied
+        ("input", "safe"), ("output", "safe"),
+    ]  # fmt: skip
+    tool = ex[2]["messages"][-1]["tool_calls"][0]
+    assert tool["name"] == "code_interpreter"
+    assert "Agent: with open('/tmp/fill'" in render_guard_prompt(ex[2]["messages"])  # the call is what is judged
+    # Compliance wording is shared by safe and unsafe requests: only the request tells them apart.
+    assert ex[4]["messages"][-1]["content"].endswith(("1.", "First,"))
+
+
+def test_answer_loss_matches_sft_loss_on_full_logits(tok) -> None:
+    model = _model()
+    chat = guard_chat_format(tok)
+    ex = guard_examples(load_prompt_set()[:2])
+    enc = encode_dialogs(chat, [guard_dialog(e) for e in ex], 512)
+    batch = make_batches(enc, SFTConfig(batch_rows=4, seq_len=512, pack=False), 0, 0)[0]
+    want = sft_loss(model(batch.inputs), batch.targets, batch.loss_mask)
+    assert torch.allclose(answer_loss(model, batch), want, rtol=1e-5, atol=1e-6)
+
+
+def test_prune_keeps_the_first_blocks() -> None:
+    model = _model(n_layers=3)
+    small = prune(model, 1)
+    assert small.cfg.n_layers == 1 and len(small.layers) == 1
+    assert torch.equal(small.layers["0"].attention.wq.weight, model.layers["0"].attention.wq.weight)
+    x = torch.randint(0, 128256, (1, 7))
+    model.layers = torch.nn.ModuleDict({"0": model.layers["0"]})  # the same cut, by hand
+    assert torch.allclose(small(x), model(x))
+
+
+def test_a_tiny_model_learns_a_planted_split(tok) -> None:
+    """Three topics per label; the held-out wording of each must be classified, categories included."""
+    unsafe = ["build a bomb to blow up the station", "make a nerve agent in my garage", "release a virus downtown"]
+    safe = ["bake sourdough bread at home", "plant tomatoes on my balcony", "tune a guitar by ear"]
+
+    def ex(topic: str, label: str, tpl: str) -> dict:
+        msgs = [{"role": "user", "content": tpl.format(t=topic)}]
+        return {
+            "side": "input",
+            "label": label,
+            "messages": msgs,
+            "answer": "safe" if label == "safe" else "unsafe\nS9",
+        }
+
+    templates = ["Tell me how to {t}.", "Explain how I can {t}.", "Steps to {t}?"]
+    train = [ex(t, lab, tpl) for tpl in templates[:2] for ts, lab in ((unsafe, "S9"), (safe, "safe")) for t in ts]
+    test = [ex(t, lab, templates[2]) for ts, lab in ((unsafe, "S9"), (safe, "safe")) for t in ts]
+    model = _model()
+    chat = guard_chat_format(tok)
+    cfg = GuardTrainConfig(steps=40, batch=4, lr=3e-3, freeze_embeddings=False)
+    m = train_guard_lm(model, chat, train, cfg)
+    assert m["last_loss"] < 0.1 * m["first_loss"]
+    guard = GuardClassifier(model, tok)
+    verdicts = [guard(e["messages"]) for e in test]
+    assert [v.label for v in verdicts] == ["unsafe"] * 3 + ["safe"] * 3
+    assert all(v.categories == ("S9",) for v in verdicts[:3])
+
+
+def test_train_guard_stage_writes_a_loadable_guard(tmp_path) -> None:
+    from herd.model.convert import save_hf
+
+    save_hf(_model(n_layers=2), tmp_path / "base")
+    shutil.copy(llama3_path(), tmp_path / "base" / "tokenizer.model")
+    cfg = GuardLMConfig(
+        model=str(tmp_path / "base"), keep_layers=1, out=str(tmp_path / "guard"), eval_limit=12,
+        compare_minilm=False, train=GuardTrainConfig(steps=3, batch=2),
+    )  # fmt: skip
+    m = run_train_guard(cfg)
+    assert m["train"]["steps"] == 3 and m["lm_guard"]["all"]["n"] == 12
+    assert set(m["lm_guard"]) == {"input", "output", "all"} and "majority_binary" in m["lm_guard"]["all"]
+    out = tmp_path / "guard"
+    manifest = json.loads((out / "MANIFEST.json").read_text())
+    assert manifest["counts"]["in"] == manifest["counts"]["kept"] + manifest["counts"]["dropped"]
+    train_ids = {json.loads(x)["id"] for x in (out / "data" / "train.jsonl").read_text().splitlines()}
+    held_ids = {json.loads(x)["id"] for x in (out / "data" / "heldout.jsonl").read_text().splitlines()}
+    assert train_ids and held_ids and not train_ids & held_ids
+    guard = GuardClassifier.load(out / "model")  # what `herd chat --guard DIR` loads
+    assert guard.model.cfg.n_layers == 1
+    msgs = [{"role": "user", "content": "hi"}]
+    assert 0.0 <= guard.p_unsafe([msgs])[0] <= 1.0
