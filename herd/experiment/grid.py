@@ -68,6 +68,7 @@ class DerivedArm:
 
     of: str = ""  # the arm whose runs it reads
     metric: str = ""
+    also: dict[str, str] = field(default_factory=dict)  # experiment.also metric -> this arm's path for it
 
 
 @dataclass
@@ -144,7 +145,8 @@ def derived_records(cfg: ExperimentConfig, runs: list[Run]) -> list[dict[str, An
     out = []
     for name, d in cfg.derived.items():
         for r in (r for r in runs if r.arm == d.of):
-            out.append({"arm": name, "seed": r.seed, "value": read_metric(r.out, d.metric), "wall_s": 0.0})
+            record = {"arm": name, "seed": r.seed, "value": read_metric(r.out, d.metric), "wall_s": 0.0}
+            out.append(record | ({"also": {m: read_metric(r.out, p) for m, p in d.also.items()}} if d.also else {}))
     return out
 
 

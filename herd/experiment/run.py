@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from herd.core.config import save_resolved
 from herd.core.manifest import Manifest
-from herd.experiment.analysis import analyse
+from herd.experiment.analysis import analyse, arm_stats
 from herd.experiment.grid import ExperimentConfig, plan_runs, run_experiment
 from herd.experiment.report import write_experiment_report
 
@@ -34,10 +35,15 @@ def experiment(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def also_analyses(records: list[dict[str, Any]], cfg: ExperimentConfig) -> dict[str, Any]:
-    """`experiment.also`: each further metric analysed over the runs that recorded it (derived arms do not)."""
-    out = {}
+    """`experiment.also`: each further metric analysed over the runs that recorded it (a derived arm through
+    its `also` paths); without the baseline among them, per-arm statistics only."""
+    out: dict[str, Any] = {}
     for metric, higher in cfg.experiment.also.items():
         rows = [{**r, "value": r["also"][metric]} for r in records if metric in r.get("also", {})]
         if any(r["arm"] == cfg.baseline for r in rows):
             out[metric] = {"higher_is_better": higher, **analyse(rows, cfg.baseline, higher)}
+        elif rows:
+            arms = list(dict.fromkeys(r["arm"] for r in rows))
+            stats = [asdict(arm_stats(a, [r for r in rows if r["arm"] == a])) for a in arms]
+            out[metric] = {"higher_is_better": higher, "arms": stats, "comparisons": []}
     return out
