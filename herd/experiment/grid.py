@@ -112,11 +112,18 @@ class Run:
 
 def _override(key: str, value: Any) -> str:
     """`key=value` with value in TOML syntax, so strings, lists and booleans survive the command line."""
-    import tomli_w
-
-    text = tomli_w.dumps({"v": value}).strip()[len("v = ") :]
+    text = toml_value(value)
     parse_override(f"{key}={text}")  # fails here, naming the key, rather than in a subprocess
     return f"{key}={text}"
+
+
+def toml_value(value: Any) -> str:
+    """One TOML value on one line: a table becomes an inline table (tomli_w would write a [section])."""
+    import tomli_w
+
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return tomli_w.dumps({"v": value}).strip()[len("v = ") :]
 
 
 def plan_runs(cfg: ExperimentConfig) -> list[Run]:

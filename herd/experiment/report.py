@@ -45,7 +45,7 @@ def _tables(metric: str, analysis: Mapping[str, Any]) -> list[Any]:
     ]
     if comps:
         head = ["arm", "vs", "pairs", "difference (mean ± 95% CI)", "paired t-test p", "verdict"]
-        blocks.append(Table(head, comps, caption=f"{metric}: paired over shared seeds (Student's t, n − 1 df)"))
+        blocks.append(Table(head, comps, caption=f"Paired over shared seeds (Student's t, n − 1 df): {metric}"))
     return blocks
 
 
