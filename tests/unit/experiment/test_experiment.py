@@ -85,4 +85,3 @@ def test_two_arm_two_seed_pretraining_miniature(tmp_path, token_dir):
     again = experiment(cfg)
     assert [r["value"] for r in again["runs"]] == [r["value"] for r in result["runs"]]
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/seed-*/MANIFEST.json")} == before
-
