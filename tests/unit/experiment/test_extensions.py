@@ -102,7 +102,8 @@ def test_derived_arm_and_further_metrics_from_the_same_runs(tmp_path):
         "experiment": {"command": "pretrain", "seeds": [0, 1, 2], "metric": "held_out_loss_last_snapshot",
                        "baseline": "last", "also": {"judge:score": True}},
         "arms": {"last": {}},
-        "derived": {"polyak": {"of": "last", "metric": "held_out_loss_averaged", "also": {"judge:score": "judge:base"}}},
+        "derived": {"polyak": {"of": "last", "metric": "held_out_loss_averaged",
+                               "also": {"judge:score": "judge:base"}}},
     })  # fmt: skip
     last, avg = [3.0, 3.2, 3.1], [2.9, 3.15, 3.0]
     for s in range(3):
@@ -124,9 +125,9 @@ def test_derived_arm_and_further_metrics_from_the_same_runs(tmp_path):
 
 def test_derived_arm_config_errors(tmp_path):
     base = {"out": str(tmp_path), "arms": {"a": {}}}
-    with pytest.raises(ConfigError, match="derived.b: needs `of`"):
+    with pytest.raises(ConfigError, match=r"derived\.b: needs `of`"):
         from_dict(ExperimentConfig, {**base, "derived": {"b": {"of": "nope", "metric": "x"}}})
-    with pytest.raises(ConfigError, match="experiment.judge: 'vibes'"):
+    with pytest.raises(ConfigError, match=r"experiment\.judge: 'vibes'"):
         from_dict(ExperimentConfig, {**base, "experiment": {"judge": "vibes"}})
 
 
@@ -171,3 +172,50 @@ def test_pretrain_scores_its_own_held_out_set_and_each_source(tmp_path, token_di
     # Scored on the one-source set: the mixture and that source alone are the same batches.
     assert summary["held_out_loss_by_source"] == {sources[0]: pytest.approx(summary["held_out_loss_last"], abs=1e-6)}
     assert str(one) in json.dumps(Manifest.read(run).inputs)
+
+
+# ------------------------------------------------------------------------------------------ the RM judge
+
+
+def _posttrain_folder(tmp_path, dpo_seed: int):
+    """A one-round post-training folder as herd posttrain leaves it: sft/, dpo/ and rm/ of a byte-level
+    tiny model, the resolved config, and a bundle with preference rows (a tenth held out)."""
+    import torch
+
+    from herd.core.config import save_resolved
+    from herd.model import build_model, get_preset
+    from herd.posttrain.bundle import BundleConfig
+    from herd.posttrain.common import save_model
+    from herd.posttrain.reward import RewardModel
+    from herd.posttrain.rounds import PosttrainConfig
+    from herd.tokenizer.ranks import save_ranks
+
+    tok_file = save_ranks({bytes([i]): i for i in range(256)}, tmp_path / "tok.model")
+    cfg = get_preset("debug", vocab_size=512, dim=32, n_heads=4, n_kv_heads=2, ffn_dim=64)
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    last = run / "round-1"
+    save_model(build_model(cfg, seed=0), last / "sft", tok_file)
+    save_model(build_model(cfg, seed=dpo_seed), last / "dpo", tok_file)
+    rm = RewardModel(build_model(cfg, seed=7))
+    torch.manual_seed(7)
+    torch.nn.init.normal_(rm.head.weight)  # a trained RM's head: the zero init rates every answer 0
+    rm.save(last / "rm", tok_file)
+    rows = [{"prompt": [{"role": "user", "content": f"what is {i} plus {i}?"}], "chosen": str(2 * i),
+             "rejected": "no", "strength": "better"} for i in range(40)]  # fmt: skip
+    bundle.mkdir()
+    (bundle / "prefs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    save_resolved(
+        PosttrainConfig(out=str(run), rounds=1, held_out_fraction=0.1, bundle=BundleConfig(out=str(bundle))), run
+    )
+    return run
+
+
+def test_rm_win_rate_ties_identical_models_and_pairs_answers(tmp_path):
+    from herd.experiment.judge import rm_win_rate
+
+    same = rm_win_rate(_posttrain_folder(tmp_path / "same", dpo_seed=0), max_new_tokens=6).counts
+    assert same["prompts"] == 4  # 10% of 40 held out
+    assert same["win_rate"] == 0.5 and same["ties"] == 4 and same["reward_gap"] == 0.0
+    other = rm_win_rate(_posttrain_folder(tmp_path / "other", dpo_seed=1), max_new_tokens=6).counts
+    assert other["ties"] < 4 and 0.0 <= other["win_rate"] <= 1.0
+    assert other["reward_gap"] == pytest.approx(other["reward_dpo"] - other["reward_sft"])
