@@ -7,6 +7,7 @@ neither arm trains on what both are scored on. A curated document keeps its id t
 match is by id; dropped rows go to `dropped/clean_held_out.jsonl` with that reason.
 
     python -m herd.experiment.prepare unfiltered RAW_STAGE CLEAN_STAGE OUT [VAL_FRACTION]
+    python -m herd.experiment.prepare bundle OUT       # the post-training bundle, once, before parallel runs
 """
 
 from __future__ import annotations
@@ -45,9 +46,21 @@ def _write(raw: Path, clean: Path, tmp: Path, val_fraction: float) -> dict[str, 
     return counts
 
 
+def posttrain_bundle(out: Path) -> Manifest:
+    """The post-training data bundle, built once before parallel runs share it (two runs building it at
+    once would race on its folder)."""
+    from herd.posttrain.bundle import BundleConfig, build_bundle
+
+    return build_bundle(BundleConfig(out=str(out)))
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "bundle":
+        print(posttrain_bundle(Path(argv[1])).counts)
+        return 0
     if len(argv) not in (4, 5) or argv[0] != "unfiltered":
         print("usage: python -m herd.experiment.prepare unfiltered RAW_STAGE CLEAN_STAGE OUT [VAL_FRACTION]")
+        print("       python -m herd.experiment.prepare bundle OUT")
         return 2
     m = unfiltered(Path(argv[1]), Path(argv[2]), Path(argv[3]), float(argv[4]) if len(argv) == 5 else 0.02)
     print(m.counts)
