@@ -17,8 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def experiment_command(args: argparse.Namespace) -> int:
     import shlex
 
+    from herd.core.config import read_toml
     from herd.experiment import ExperimentConfig, experiment, run_experiment
 
+    if args.config != "/dev/null" and "mix_selection" in read_toml(args.config):  # [P §3.1.2]
+        return mix_selection_command(args)
     cfg = load_args_config(ExperimentConfig, args)
     if args.plan:
         for r in run_experiment(cfg, only_plan=True):
@@ -32,4 +35,17 @@ def experiment_command(args: argparse.Namespace) -> int:
             f"{c['arm']} − {c['baseline']}: {c['diff']:+.4g} ± {c['ci95']:.2g}, p={c['p_value']:.3g} → {c['verdict']}"
         )
     print(f"wrote {cfg.out}/results.json, index.html, report.md")
+    return 0
+
+
+def mix_selection_command(args: argparse.Namespace) -> int:
+    from herd.experiment.mix_selection import MixSelectionConfig, mix_selection, report_markdown, small_sizes
+
+    cfg = load_args_config(MixSelectionConfig, args)
+    if args.plan:
+        m = cfg.mix_selection
+        print(f"small runs: mixes {list(cfg.mixes)} × sizes {small_sizes(cfg)} × tokens {m.budgets} × seeds {m.seeds}")
+        print(f"held-out runs: the chosen mix and {m.heuristic!r} at size {m.target!r} on {m.target_tokens} tokens")
+        return 0
+    print(report_markdown(mix_selection(cfg)))
     return 0

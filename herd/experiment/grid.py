@@ -36,6 +36,8 @@ from herd.core.manifest import Manifest
 
 log = get_logger(__name__)
 
+JUDGES = ("rm_win_rate",)  # herd.experiment.judge.<name>
+
 
 @dataclass
 class ExperimentSection:
@@ -50,6 +52,23 @@ class ExperimentSection:
     parallel: int = 1
     threads: int = 1  # OMP/torch threads per run
     claim: str = ""  # the sentence the experiment tests, printed with its verdict
+    # A measurement run on each finished run folder, in a process of its own, as a stage in <run>/judge/:
+    # "rm_win_rate" (posttrain: the last round's DPO model vs its SFT model, judged by that round's RM).
+    judge: str = ""
+    # Further metrics of the same runs, each analysed like `metric` (metric path -> higher is better), e.g.
+    # an in-loop benchmark beside the held-out loss.
+    also: dict[str, bool] = field(default_factory=dict)
+
+
+@dataclass
+class DerivedArm:
+    """An arm read from another arm's runs under another metric: two models one run produces (the Polyak
+    average and the last annealing snapshot; the DPO model and the SFT model it started from) are compared
+    paired on the same seeds without training anything twice."""
+
+    of: str = ""  # the arm whose runs it reads
+    metric: str = ""
+    also: dict[str, str] = field(default_factory=dict)  # experiment.also metric -> this arm's path for it
 
 
 @dataclass
@@ -58,12 +77,19 @@ class ExperimentConfig:
     experiment: ExperimentSection = field(default_factory=ExperimentSection)
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm -> {dotted key: value}
     common: dict[str, Any] = field(default_factory=dict)  # overrides every arm gets
+    derived: dict[str, DerivedArm] = field(default_factory=dict)  # arm -> (runs of another arm, its metric)
 
     def __post_init__(self) -> None:
         if not self.arms:
             raise ConfigError("arms: an experiment needs at least one [arms.<name>] table")
-        if self.experiment.baseline and self.experiment.baseline not in self.arms:
-            arms = ", ".join(self.arms)
+        for name, d in self.derived.items():
+            if name in self.arms or d.of not in self.arms or not d.metric:
+                raise ConfigError(f"derived.{name}: needs `of` (one of the arms: {', '.join(self.arms)}), a "
+                                  "`metric`, and a name that is not an arm's")  # fmt: skip
+        if self.experiment.judge and self.experiment.judge not in JUDGES:
+            raise ConfigError(f"experiment.judge: {self.experiment.judge!r} is not one of {', '.join(JUDGES)}")
+        if self.experiment.baseline and self.experiment.baseline not in {**self.arms, **self.derived}:
+            arms = ", ".join([*self.arms, *self.derived])
             raise ConfigError(f"experiment.baseline: {self.experiment.baseline!r} is not one of the arms: {arms}")
         if len(set(self.experiment.seeds)) != len(self.experiment.seeds) or not self.experiment.seeds:
             raise ConfigError("experiment.seeds: give one or more distinct seeds")
@@ -86,11 +112,18 @@ class Run:
 
 def _override(key: str, value: Any) -> str:
     """`key=value` with value in TOML syntax, so strings, lists and booleans survive the command line."""
-    import tomli_w
-
-    text = tomli_w.dumps({"v": value}).strip()[len("v = ") :]
+    text = toml_value(value)
     parse_override(f"{key}={text}")  # fails here, naming the key, rather than in a subprocess
     return f"{key}={text}"
+
+
+def toml_value(value: Any) -> str:
+    """One TOML value on one line: a table becomes an inline table (tomli_w would write a [section])."""
+    import tomli_w
+
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {toml_value(v)}" for k, v in value.items()) + "}"
+    return tomli_w.dumps({"v": value}).strip()[len("v = ") :]
 
 
 def plan_runs(cfg: ExperimentConfig) -> list[Run]:
@@ -110,7 +143,18 @@ def run_experiment(cfg: ExperimentConfig, only_plan: bool = False) -> list[dict[
     if only_plan:
         return [{"arm": r.arm, "seed": r.seed, "command": r.command(cfg.experiment)} for r in runs]
     with ThreadPoolExecutor(max_workers=max(1, cfg.experiment.parallel)) as pool:
-        return list(pool.map(lambda r: _run_one(cfg.experiment, r), runs))
+        records = list(pool.map(lambda r: _run_one(cfg.experiment, r), runs))
+    return records + derived_records(cfg, runs)
+
+
+def derived_records(cfg: ExperimentConfig, runs: list[Run]) -> list[dict[str, Any]]:
+    """One record per run of each derived arm's source arm, read under the derived arm's metric."""
+    out = []
+    for name, d in cfg.derived.items():
+        for r in (r for r in runs if r.arm == d.of):
+            record = {"arm": name, "seed": r.seed, "value": read_metric(r.out, d.metric), "wall_s": 0.0}
+            out.append(record | ({"also": {m: read_metric(r.out, p) for m, p in d.also.items()}} if d.also else {}))
+    return out
 
 
 def _run_one(exp: ExperimentSection, run: Run) -> dict[str, Any]:
@@ -121,8 +165,20 @@ def _run_one(exp: ExperimentSection, run: Run) -> dict[str, Any]:
     else:
         wall = _execute(cmd, run, exp.threads)
         done.write_text(json.dumps({"command": cmd, "key": Manifest.read(run.out).key, "wall_s": wall}) + "\n")
-    counts = Manifest.read(run.out).counts
-    return {"arm": run.arm, "seed": run.seed, "value": metric_value(counts, exp.metric, run.out), "wall_s": wall}
+    if exp.judge:  # a stage of its own: skipped when its manifest matches the run it judges
+        cmd = [sys.executable, "-m", "herd.experiment.judge", exp.judge, str(run.out)]
+        wall += _execute(cmd, run, exp.threads, "judge")
+    also = {m: read_metric(run.out, m) for m in exp.also}
+    record = {"arm": run.arm, "seed": run.seed, "value": read_metric(run.out, exp.metric), "wall_s": wall}
+    return record | ({"also": also} if also else {})
+
+
+def read_metric(out: Path, metric: str) -> float:
+    """`metric` of the run in `out`: a dotted path into its MANIFEST.json counts, or `sub:path` into
+    `out/sub/MANIFEST.json` (e.g. `judge:win_rate`, what the experiment's judge recorded)."""
+    sub, _, path = metric.rpartition(":")
+    folder = out / sub if sub else out
+    return metric_value(Manifest.read(folder).counts, path, folder)
 
 
 def _finished(done: Path, cmd: list[str], out: Path) -> float | None:
@@ -134,15 +190,16 @@ def _finished(done: Path, cmd: list[str], out: Path) -> float | None:
     return record["wall_s"] if record["command"] == cmd and record["key"] == Manifest.read(out).key else None
 
 
-def _execute(cmd: list[str], run: Run, threads: int) -> float:
+def _execute(cmd: list[str], run: Run, threads: int, what: str = "run") -> float:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}  # torch reads it at start-up
-    log.info("experiment: %s seed %d → %s", run.arm, run.seed, run.out)
-    start, log_path = time.perf_counter(), run.out.parent / f"seed-{run.seed}.log"
+    log.info("experiment: %s %s seed %d → %s", what, run.arm, run.seed, run.out)
+    start = time.perf_counter()
+    log_path = run.out.parent / (f"seed-{run.seed}.log" if what == "run" else f"seed-{run.seed}.{what}.log")
     with open(log_path, "w") as logf:
         proc = subprocess.run(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, check=False)
     if proc.returncode != 0:
         tail = log_path.read_text().strip().splitlines()[-1:]
-        raise RuntimeError(f"experiment run {run.arm}/seed-{run.seed} failed (exit {proc.returncode}): {tail}")
+        raise RuntimeError(f"experiment {what} {run.arm}/seed-{run.seed} failed (exit {proc.returncode}): {tail}")
     return time.perf_counter() - start
 
 

@@ -129,6 +129,12 @@ class EvalSection:
     benchmarks: list[str] = field(default_factory=list)
     benchmark_every: int = 0  # 0: with every held-out evaluation (`every`)
     benchmark_limit: int = 50
+    # The held-out set: a `herd tokenize` folder whose <source>/val/ shards are scored ("": data.shards).
+    # Experiments that change the training data (filtering, mixes) score every arm on the same held-out set.
+    shards: str = ""
+    # Also record the final model's held-out loss on each source alone (summary `held_out_loss_by_source`):
+    # a dataset's own-domain loss when valuing it by annealing [P §3.1.3].
+    by_source: bool = False
 
 
 @dataclass

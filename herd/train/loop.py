@@ -100,17 +100,31 @@ class Trainer:
         """Default mix: each source in proportion to its tokens (natural sampling)."""
         return {n: float(sum(TokenShard(p).n_tokens for p in paths)) for n, paths in self.sources.items()}
 
-    def _val_batches(self) -> list[Batch]:
-        e = self.cfg.eval
+    def _val_sources(self) -> dict[str, list[Path]]:
+        root = self.cfg.eval.shards or self.cfg.data.shards
+        if self.cfg.eval.shards and not Path(root).is_dir():
+            raise ConfigError(f"eval.shards={root}: no such folder (a `herd tokenize` output folder)")
         try:
-            val_sources = split_sources(self.cfg.data.shards, "val")
+            return split_sources(root, "val")
         except FileNotFoundError:
-            log.warning("no held-out shards (<source>/val/): held-out loss is skipped")
+            log.warning("no held-out shards (%s/<source>/val/): held-out loss is skipped", root)
+            return {}
+
+    def _val_batches(self, only: str | None = None) -> list[Batch]:
+        """The held-out batches: every source weighted by its tokens, or source `only` alone."""
+        e, val_sources = self.cfg.eval, self._val_sources()
+        if only is not None:
+            val_sources = {only: val_sources[only]}
+        if not val_sources:
             return []
         seq = e.seq_len or self.cfg.ramp_schedule().stages[0].seq_len
         weights = {n: float(sum(TokenShard(p).n_tokens for p in ps)) for n, ps in val_sources.items()}
         loader = TokenLoader(val_sources, MixSchedule.constant(weights), seed=12345)
         return [loader.next_batch(e.batch_size, seq) for _ in range(e.batches)]
+
+    def held_out_loss_by_source(self) -> dict[str, float | None]:
+        """Held-out loss of the trained model on each held-out source alone (collective, like held_out_loss)."""
+        return {n: self.stepper.held_out_loss(self._val_batches(n)) for n in self._val_sources()}
 
     def held_out_loss(self, model: torch.nn.Module | None = None) -> float | None:
         """On the trained model (collective), or on an unsharded copy (`model`, this rank alone)."""
@@ -359,6 +373,7 @@ class Trainer:
         self.save()
         final_loss = self._log_val()
         final_bench = self._log_benchmarks() if self.cfg.eval.benchmarks else {}
+        by_source = self.held_out_loss_by_source() if self.cfg.eval.by_source else {}
         weights = self.full_state()
         if not self.par.is_main:
             self.par.barrier()
@@ -372,6 +387,7 @@ class Trainer:
             "resumed": resumed,
             "held_out_loss_last": final_loss,
             **({"benchmarks_last": final_bench} if final_bench else {}),
+            **({"held_out_loss_by_source": by_source} if by_source else {}),
             "unigram_entropy": unigram_entropy(self.sources),
             "long_context": s.long_results,
             "wall_s": round(time.perf_counter() - start, 3),  # this process: a resumed run counts from its restart

@@ -33,6 +33,8 @@ class PretrainStage(Stage):
         shards, tokenizer = Path(self.config.data.shards), tokenizer_file(self.config.data)
         # A tokenizer beside the shards is hashed with them already.
         extra = [tokenizer] if tokenizer and not tokenizer.is_relative_to(shards) else []
+        if self.config.eval.shards:  # a held-out set of its own is hashed as an input too
+            extra.append(Path(self.config.eval.shards))
         if self.config.model.init_from:  # continued pretraining: the starting weights are an input too
             extra.append(Path(resolve(self.config.model.init_from)))
         return [shards, *extra]
