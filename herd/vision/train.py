@@ -65,9 +65,9 @@ class VisionTrainConfig:
     seed: int = 0
     batch_size: int = 16
     # Peak LRs: the paper's 1e-3 for pre-training [P §7.4 "10×10⁻⁴"], annealing warms up afresh to less.
-    pretrain: StageSteps = field(default_factory=lambda: StageSteps(40, 1e-3))
-    anneal: StageSteps = field(default_factory=lambda: StageSteps(30, 3e-4))
-    sft: StageSteps = field(default_factory=lambda: StageSteps(70, 3e-4))
+    pretrain: StageSteps = field(default_factory=lambda: StageSteps(10, 1e-3))
+    anneal: StageSteps = field(default_factory=lambda: StageSteps(10, 3e-4))
+    sft: StageSteps = field(default_factory=lambda: StageSteps(40, 5e-4))
     weight_decay: float = 0.01  # [P §7.4]
     # Gates start at 0 and Adam moves a scalar about lr per step: over ~100 CPU steps they would stay
     # near tanh(0.1). A larger LR for the gate scalars alone lets them open within the budget.
@@ -281,7 +281,10 @@ def run_recipe(cfg: VisionTrainConfig) -> dict[str, Any]:
     }
     report["gain_vs_text_only"] = paired_gain(trained, blind)
     report["gain_vs_majority_prior"] = paired_gain(trained, majority)
-    report["gates"] = {k: [float(b.gate_attn.tanh()), float(b.gate_ffwd.tanh())] for k, b in model.cross_layers.items()}
+    report["gates"] = {
+        k: [b.gate_attn.detach().tanh().item(), b.gate_ffwd.detach().tanh().item()]
+        for k, b in model.cross_layers.items()
+    }
     report["wall_s"] = time.perf_counter() - start
     report["threads"] = torch.get_num_threads()
     out = Path(cfg.out_dir)
