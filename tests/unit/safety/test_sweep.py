@@ -26,3 +26,17 @@ def test_tradeoff_plot(tmp_path) -> None:
     points = [{"share": s, "seed": 0, "vr": 1 - s, "vr_ci95": 0.1, "frr": s / 2, "frr_ci95": 0.05} for s in (0, 0.5)]
     path = plot_tradeoff(points, tmp_path / "f.png")
     assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 5_000
+
+
+def test_cli_subcommands_need_a_config_and_check_keys(tmp_path) -> None:
+    import argparse
+
+    from herd.cli.safety import safety_command
+    from herd.core.config import ConfigError
+
+    with pytest.raises(SystemExit, match="give a TOML config"):
+        safety_command(argparse.Namespace(config="train-guard", overrides=[]))
+    bad = tmp_path / "s.toml"
+    bad.write_text("sharez = [0.1]\n")
+    with pytest.raises(ConfigError, match="shares"):  # a typo names the nearest key
+        safety_command(argparse.Namespace(config="sweep", overrides=[str(bad)]))
