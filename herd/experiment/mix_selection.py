@@ -87,8 +87,8 @@ class MixFit:
 
 
 def fit_mix(mix: str, points: Sequence[MixPoint], target_compute: float) -> MixFit:
-    """The compute-optimal envelope of one mix's runs (per budget, rounded to 3 significant digits of C
-    within a factor 1.5: the best size) as a line in log10 C, and its prediction at `target_compute`."""
+    """The compute-optimal envelope of one mix's runs (`envelope`: the best run in each group of runs
+    within a factor 1.5 of compute) as a line in log10 C, and its prediction at `target_compute`."""
     from herd.scaling.fit import fit_loss_trend
 
     env = envelope([p for p in points if p.mix == mix])
