@@ -33,7 +33,7 @@ from typing import Any
 
 from herd.core.config import ConfigError, load_config, save_resolved
 from herd.core.manifest import Manifest
-from herd.experiment.analysis import t_half_width
+from herd.experiment.analysis import compare, t_half_width
 from herd.experiment.grid import ExperimentConfig, ExperimentSection, run_experiment
 
 
@@ -173,7 +173,8 @@ def mix_selection(cfg: MixSelectionConfig) -> dict[str, Any]:
         [chosen, m.heuristic] if chosen != m.heuristic else [chosen, next(f.mix for f in ranked if f.mix != chosen)]
     )
     target_grid.arms = {x: target_arms[x] for x in compared}
-    measured = _measured(run_experiment(target_grid))
+    target_records = run_experiment(target_grid)
+    measured = _measured(target_records)
     result = {
         "target": {"size": target_size, "tokens": m.target_tokens, "compute": target_compute},
         "chosen": chosen,
@@ -181,6 +182,8 @@ def mix_selection(cfg: MixSelectionConfig) -> dict[str, Any]:
         "fits": [asdict(f) for f in fits],
         "points": [asdict(p) for p in points],
         "held_out": [{"mix": x, "predicted": _fit(fits, x).predicted, **measured[x]} for x in compared],
+        # the chosen mix against the other on the held-out run's seeds (paired): does the choice hold?
+        "comparison": asdict(compare(compared[0], compared[1], target_records, higher_is_better=False)),
     }
     (out / "mix_selection.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "report.md").write_text(report_markdown(result))
@@ -237,5 +240,16 @@ def report_markdown(result: dict[str, Any]) -> str:
             for h in result["held_out"]
         ],
         "",
+        *_comparison_lines(result.get("comparison")),
     ]
     return "\n".join(lines)
+
+
+def _comparison_lines(c: dict[str, Any] | None) -> list[str]:
+    if not c:
+        return []
+    return [
+        f"Paired over {c['n_pairs']} seeds: {c['arm']} − {c['baseline']} = {c['diff']:+.4f} ± {c['ci95']:.2g} "
+        f"(p = {c['p_value']:.3g}): **{c['verdict']}**.",
+        "",
+    ]

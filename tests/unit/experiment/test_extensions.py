@@ -9,6 +9,7 @@ import math
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -219,3 +220,18 @@ def test_rm_win_rate_ties_identical_models_and_pairs_answers(tmp_path):
     other = rm_win_rate(_posttrain_folder(tmp_path / "other", dpo_seed=1), max_new_tokens=6).counts
     assert other["ties"] < 4 and 0.0 <= other["win_rate"] <= 1.0
     assert other["reward_gap"] == pytest.approx(other["reward_dpo"] - other["reward_sft"])
+
+
+def test_mix_selection_report_states_the_paired_comparison():
+    from herd.experiment.analysis import compare
+    from herd.experiment.mix_selection import report_markdown
+
+    values = {"nat": [6.20, 6.24, 6.22], "paper": [6.27, 6.30, 6.28]}
+    records = [{"arm": a, "seed": s, "value": v} for a, vs in values.items() for s, v in enumerate(vs)]
+    c = compare("nat", "paper", records, higher_is_better=False)
+    assert c.diff == pytest.approx(-0.19 / 3) and c.verdict == "holds"  # diffs −0.07, −0.06, −0.06: ± 0.014
+    held = [{"mix": m, "predicted": 6.3, "measured": 6.25, "ci95": 0.1, "seeds": 3} for m in ("nat", "paper")]
+    result = {"target": {"size": "m", "tokens": 1, "compute": 1.0}, "chosen": "nat", "heuristic": "paper",
+              "fits": [], "held_out": held, "comparison": asdict(c)}  # fmt: skip
+    assert "Paired over 3 seeds: nat − paper = -0.0633" in report_markdown(result)
+    assert "**holds**" in report_markdown(result)
