@@ -6,7 +6,7 @@ import abc
 import difflib
 import importlib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -136,3 +136,29 @@ def sample_replies(
         samples = sample_k(model, ids, k, max_new_tokens, temperature, top_p, stop_ids, seed + i)
         out += [[chat.decode_message(o)["content"] for o in outs] for outs in samples]
     return out
+
+
+ReplyFn = Callable[[Sequence[Sequence[Mapping[str, Any]]], int], list[list[str]]]
+
+
+def policy_replies(
+    reply_fn: ReplyFn | None,
+    model_dir: Path,
+    chat: ChatFormatLike,
+    prompts: Sequence[Sequence[Mapping[str, Any]]],
+    k: int,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    seed: int = 0,
+    batch: int = 8,
+) -> list[list[str]]:
+    """K replies per prompt from `reply_fn` when a test planted one, else sampled from the model in
+    `model_dir` (loaded only when there is something to answer)."""
+    if not prompts:
+        return []
+    if reply_fn is not None:
+        return reply_fn(prompts, k)
+    from herd.model import load_model
+
+    model = load_model(model_dir).eval()
+    return sample_replies(model, chat, prompts, k, max_new_tokens, temperature, seed=seed, batch=batch)

@@ -10,6 +10,10 @@ no_code, lint_error, test_failure, timeout, blocked, memory, duplicate, enough_f
 Translation: the reference Python of each generated problem is translated into JavaScript by the policy
 and run with Node.js (herd.posttrain.capabilities.code_node) on the same cases (dropped: no_code,
 js_error, translation_mismatch, timeout). Skipped, with the reason in the counts, where Node is missing.
+The reverse direction, JavaScript → Python: the policy translates each generated problem's herd-written
+JavaScript reference, and the Python is linted and run in herd's sandbox against the problem's asserts
+(dropped: no_code, lint_error, translation_mismatch (an assert failed), py_error (it raised or did not
+define the function), timeout, blocked, memory). It needs no Node: the checked side is Python.
 
 Backtranslation: a passing solution is explained by the policy, the explanation turned back into code,
 and the explanation dialog kept only when the regenerated code passes the tests (correct, by running)
@@ -61,6 +65,7 @@ class CodeConfig:
     self_correction: bool = True
     max_per_problem: int = 2
     translate: int = 12  # generated problems whose reference is translated to JavaScript (0 = off)
+    translate_to_python: int = 12  # generated problems whose JavaScript reference is translated to Python (0 = off)
     backtranslate: int = 8  # passing solutions sent through code → explanation → code (0 = off)
     cpu_s: int = 5
     wall_s: float = 15.0
@@ -156,6 +161,7 @@ class CodeCapability(Capability):
         out = Outputs()
         passing = self.execution_feedback(problems, model, ctx, out)
         self.translation(problems, model, ctx, out)
+        self.translation_to_python(problems, model, ctx, out)
         self.backtranslation(passing, model, ctx, out)
         return out
 
@@ -243,6 +249,31 @@ class CodeCapability(Capability):
                 )
         out.stats.update(translation=f"node ({len(todo)} problems)", translations_kept=n_kept)
 
+    # ------------------------------------------------------------------ translation (JavaScript → Python)
+    def translation_to_python(
+        self, problems: Sequence[CodeProblem], model: Any, ctx: CapabilityContext, out: Outputs
+    ) -> None:
+        """Translate herd's JavaScript reference to Python; kept when the Python lints clean and passes the asserts."""
+        c: CodeConfig = self.config
+        todo = [p for p in problems if p.js_reference][: c.translate_to_python]
+        if not todo:
+            return
+        replies = self._sample(model, ctx.chat, [to_python_prompt(p) for p in todo], 1, ctx.seed + 5)
+        limits, n_kept = Limits(cpu_s=c.cpu_s, wall_s=c.wall_s), 0
+        for p, (reply,) in zip(todo, replies):
+            row = {"messages": [*to_python_prompt(p), {"role": "assistant", "content": reply}],
+                   "source": "code-translation", "problem_id": p.id, "language": "python",
+                   "from_language": "javascript"}  # fmt: skip
+            why, err = check_solution(extract_code(reply), p.tests, limits)
+            if why is None:
+                out.kept.append(row)
+                n_kept += 1
+            elif why == "test_failure":  # an assert that fails is a wrong translation; anything else is an error
+                out.drop(row, "translation_mismatch" if "AssertionError" in err else "py_error", error=err)
+            else:
+                out.drop(row, why, error=err)
+        out.stats.update(translations_to_python=len(todo), translations_to_python_kept=n_kept)
+
     # ------------------------------------------------------------------ backtranslation
     def backtranslation(
         self, passing: Sequence[tuple[CodeProblem, str]], model: Any, ctx: CapabilityContext, out: Outputs
@@ -313,6 +344,12 @@ def translate_prompt(p: CodeProblem) -> list[dict[str, str]]:
     return [{"role": "user", "content": f"Translate this Python function to JavaScript. Keep the name "
              f"`{p.entry_point}`.\n```python\n{p.reference}```\nReply with only the JavaScript code in a "
              "```javascript code block."}]  # fmt: skip
+
+
+def to_python_prompt(p: CodeProblem) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"Translate this JavaScript function to Python. Keep the name "
+             f"`{p.entry_point}`.\n```javascript\n{p.js_reference}```\nReply with only the Python function in a "
+             "```python code block."}]  # fmt: skip
 
 
 def explain_prompt(code: str) -> list[dict[str, str]]:

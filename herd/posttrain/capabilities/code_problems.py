@@ -2,7 +2,9 @@
 
 Generated problems pair a one-line spec with a reference implementation; the tests are produced by
 running the reference on random inputs (the shown tests go in the prompt, the rest stay hidden), and the
-same input/output pairs, as JSON, test a JavaScript translation. MBPP problems come from herd's eval data
+same input/output pairs, as JSON, test a JavaScript translation. Each template also has a herd-written
+JavaScript reference (checked by running it with Node on the cases in the unit tests), the source side of
+JavaScript → Python translation, whose Python is checked by the same asserts. MBPP problems come from herd's eval data
 (the test split, task ids 11–510, the only split the bundled data holds): the eval takes the lowest
 ids, training takes ids from `MBPP_TRAIN_FROM` up, so the two never share a problem.
 """
@@ -27,6 +29,7 @@ class CodeProblem:
     hidden: list[str] = field(default_factory=list)  # more asserts, run but not shown
     reference: str = ""  # a correct solution (for translation and backtranslation)
     cases: list[tuple[list[Any], Any]] = field(default_factory=list)  # (args, result) as JSON values
+    js_reference: str = ""  # the same function in JavaScript (generated problems only)
 
     @property
     def tests(self) -> list[str]:
@@ -72,6 +75,22 @@ TEMPLATES: list[Template] = [
 ]  # fmt: skip
 
 
+# The templates' functions in JavaScript, same names and semantics (filled in like the Python: braces doubled).
+JS_REFERENCES: dict[str, str] = {
+    "add_{k}": "function add_{k}(x) {{\n  return x + {k};\n}}\n",
+    "times_{k}": "function times_{k}(x) {{\n  return x * {k};\n}}\n",
+    "is_multiple_of_{k}": "function is_multiple_of_{k}(x) {{\n  return x % {k} === 0;\n}}\n",
+    "count_above_{k}": "function count_above_{k}(xs) {{\n  return xs.filter((v) => v > {k}).length;\n}}\n",
+    "sum_of_squares": "function sum_of_squares(xs) {{\n  return xs.reduce((t, v) => t + v * v, 0);\n}}\n",
+    "largest": "function largest(xs) {{\n  let best = xs[0];\n  for (const v of xs) {{\n    if (v > best) best = v;\n"
+    "  }}\n  return best;\n}}\n",
+    "evens": "function evens(xs) {{\n  return xs.filter((v) => v % 2 === 0);\n}}\n",
+    "count_letter_{c}": "function count_letter_{c}(s) {{\n  return s.split('{c}').length - 1;\n}}\n",
+    "reverse_text": "function reverse_text(s) {{\n  return s.split('').reverse().join('');\n}}\n",
+    "clamp_{k}": "function clamp_{k}(x) {{\n  return Math.max(-{k}, Math.min({k}, x));\n}}\n",
+}
+
+
 def _case_assert(name: str, args: list[Any], result: Any) -> str:
     return f"assert {name}({', '.join(repr(a) for a in args)}) == {result!r}"
 
@@ -85,6 +104,7 @@ def make_code_problems(n: int, seed: int, shown: int = 2, hidden: int = 4) -> li
             break
         name, spec, ref, gen = TEMPLATES[rng.randrange(len(TEMPLATES))]
         fill = {"k": rng.randint(2, 9), "c": rng.choice("abcde")}
+        js = JS_REFERENCES[name].format(**fill)
         name, spec, ref = name.format(**fill), spec.format(**fill), ref.format(**fill)
         if name in seen:
             continue
@@ -97,7 +117,8 @@ def make_code_problems(n: int, seed: int, shown: int = 2, hidden: int = 4) -> li
             cases.append((args, json.loads(json.dumps(scope[name](*args)))))
         asserts = [_case_assert(name, a, r) for a, r in cases]
         text = f"Write a Python function `{name}` that {spec}."
-        out.append(CodeProblem(f"gen-{seed}-{len(out)}", text, name, asserts[:shown], asserts[shown:], ref, cases))
+        pid = f"gen-{seed}-{len(out)}"
+        out.append(CodeProblem(pid, text, name, asserts[:shown], asserts[shown:], ref, cases, js))
     return out
 
 

@@ -18,17 +18,16 @@ import random
 import re
 import string
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from herd.eval.stats import ci95
-from herd.posttrain.capabilities.base import Capability, CapabilityContext, Outputs, register, sample_replies
+from herd.posttrain.capabilities.base import Capability, CapabilityContext, Outputs, ReplyFn, policy_replies, register
 from herd.posttrain.data import Preference, preference_row, split_held_out
 
 Messages = list[dict[str, str]]
-ReplyFn = Callable[[Sequence[Messages], int], list[list[str]]]
 
 REFUSALS = (
     "I don't know. I can't recall that with confidence.",
@@ -191,7 +190,10 @@ class Factuality(Capability):
         out = Outputs()
         rng = random.Random(ctx.seed)
         probes = self.probes(ctx.seed, held_out=False, limit=cfg.n_probes, out=out)
-        samples = self._replies(ctx.policy, ctx, [p.prompt for p in probes], cfg.k, cfg.temperature, ctx.seed)
+        samples = policy_replies(
+            self.reply_fn, ctx.policy, ctx.chat, [p.prompt for p in probes], cfg.k, cfg.max_new_tokens,
+            cfg.temperature, ctx.seed,
+        )  # fmt: skip
         for probe, replies in zip(probes, samples, strict=True):
             self._decide(out, probe, replies, rng)
         out.stats["probes"] = len(probes)
@@ -224,28 +226,12 @@ class Factuality(Capability):
         if pair.chosen != pair.rejected:
             out.prefs.append(preference_row(pair))
 
-    def _replies(
-        self,
-        model_dir: Path,
-        ctx: CapabilityContext,
-        prompts: Sequence[Messages],
-        k: int,
-        temperature: float,
-        seed: int,
-    ) -> list[list[str]]:
-        if not prompts:
-            return []
-        if self.reply_fn is not None:
-            return self.reply_fn(prompts, k)
-        from herd.model import load_model
-
-        model = load_model(model_dir).eval()
-        return sample_replies(model, ctx.chat, prompts, k, self.config.max_new_tokens, temperature, seed=seed)
-
     def evaluate(self, model_dir: Path, ctx: CapabilityContext) -> dict[str, Any]:
         """Greedy answers to held-out probes: not-wrong share (the value), accuracy when answering, refusals."""
         probes = self.probes(ctx.seed, held_out=True, limit=self.config.n_eval)
-        replies = self._replies(model_dir, ctx, [p.prompt for p in probes], 1, 0.0, ctx.seed)
+        replies = policy_replies(
+            self.reply_fn, model_dir, ctx.chat, [p.prompt for p in probes], 1, self.config.max_new_tokens, 0.0, ctx.seed
+        )
         verdicts = Counter(judge(r[0], p, self.config.min_f1) for p, r in zip(probes, replies, strict=True))
         n, answered = len(probes), verdicts["correct"] + verdicts["wrong"]
         value = 1 - verdicts["wrong"] / n if n else 0.0

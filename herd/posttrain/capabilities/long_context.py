@@ -36,15 +36,15 @@ from herd.posttrain.capabilities.base import (
     Capability,
     CapabilityContext,
     Outputs,
+    ReplyFn,
+    policy_replies,
     register,
-    sample_replies,
 )
 from herd.posttrain.capabilities.factuality import judge, make_probe, read_documents, sentences
 from herd.posttrain.data import split_held_out
 from herd.posttrain.mix import TABLE7_SHARES
 
 Messages = list[dict[str, str]]
-ReplyFn = Callable[[Sequence[Messages], int], list[list[str]]]
 _WORD = re.compile(r"[A-Za-z]{4,}")
 _CODE_INTRO = "Here are the first lines of files from a Python package.\n\n"
 
@@ -213,11 +213,11 @@ class LongContext(Capability):
         pieces = [[tok.decode(c) for c in chunk(ids, cfg.chunk_tokens)] for ids in contexts]
         ask = "Summarize the following text in two or three sentences.\n\n"
         flat = [[{"role": "user", "content": ask + p}] for ps in pieces for p in ps]
-        partial = iter(r[0] for r in self._replies(ctx, flat, 1))
+        partial = iter(r[0] for r in self._greedy(ctx, flat))
         per_context = [[next(partial) for _ in ps] for ps in pieces]
         top = [[{"role": "user", "content": "Combine these partial summaries into one summary of two or three "
                  "sentences.\n\n" + "\n".join(f"- {s.strip()}" for s in parts)}] for parts in per_context]  # fmt: skip
-        finals = [r[0].strip() for r in self._replies(ctx, top, 1)]
+        finals = [r[0].strip() for r in self._greedy(ctx, top)]
         kept = []
         for i, (ids, parts, final) in enumerate(zip(contexts, per_context, finals, strict=True)):
 
@@ -301,17 +301,12 @@ class LongContext(Capability):
             table7_share=TABLE7_SHARES["long_context"] / 100,
         )
 
-    def _replies(
-        self, ctx: CapabilityContext, prompts: Sequence[Messages], k: int, model_dir: Path | None = None
+    def _greedy(
+        self, ctx: CapabilityContext, prompts: Sequence[Messages], model_dir: Path | None = None
     ) -> list[list[str]]:
-        if not prompts:
-            return []
-        if self.reply_fn is not None:
-            return self.reply_fn(prompts, k)
-        from herd.model import load_model
-
-        model = load_model(model_dir or ctx.policy).eval()
-        return sample_replies(model, ctx.chat, prompts, k, self.config.max_new_tokens, 0.0, seed=ctx.seed, batch=1)
+        """One greedy reply per prompt, one prompt at a time (long prompts: batching would pad them all)."""
+        model = model_dir or ctx.policy
+        return policy_replies(self.reply_fn, model, ctx.chat, prompts, 1, self.config.max_new_tokens, batch=1)
 
     # ------------------------------------------------------------ evaluation
 
@@ -355,7 +350,7 @@ class LongContext(Capability):
         rows = [self._qa(ctx.chat, held, cfg.eval_lengths[i % len(cfg.eval_lengths)], rng, out)
                 for i in range(cfg.n_eval_qa)]  # fmt: skip
         rows = [r for r in rows if r is not None]
-        replies = self._replies(ctx, [r["messages"][:1] for r in rows], 1, model_dir)
+        replies = self._greedy(ctx, [r["messages"][:1] for r in rows], model_dir)
         return [_right(r, rep[0]) for r, rep in zip(rows, replies, strict=True)]
 
 

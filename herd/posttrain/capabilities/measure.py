@@ -52,6 +52,8 @@ def measure_capability(name: str, cfg: MeasureConfig) -> dict[str, Any]:
     base = Path(resolve(cfg.model))
     ctx = CapabilityContext(policy=base, chat=chat, bundle=Path(cfg.bundle), seed=cfg.seed)
     before = cap.evaluate(base, ctx)
+    out.mkdir(parents=True, exist_ok=True)  # kept on disk at once: a run killed later still has its "before"
+    (out / "before.json").write_text(json.dumps(before, indent=2) + "\n")
     data = run_fn(
         f"capability-{name}",
         [base],

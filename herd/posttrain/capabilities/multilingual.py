@@ -17,14 +17,14 @@ from __future__ import annotations
 import importlib.util
 import random
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from herd.data.langid import identify
 from herd.eval.stats import ci95
-from herd.posttrain.capabilities.base import Capability, CapabilityContext, Outputs, register, sample_replies
+from herd.posttrain.capabilities.base import Capability, CapabilityContext, Outputs, ReplyFn, policy_replies, register
 from herd.posttrain.data import Preference, preference_row, split_held_out
 
 # chatterbot-corpus folder -> lid.176 label. Hinglish (romanised Hindi) has no lid.176 label: left out.
@@ -39,7 +39,6 @@ CHATTERBOT_LANGS = {
 LLAMA31_LANGS = ("de", "fr", "it", "pt", "hi", "es", "th")
 
 Messages = list[dict[str, str]]
-ReplyFn = Callable[[Sequence[Messages], int], list[list[str]]]
 
 
 @dataclass
@@ -150,7 +149,9 @@ class Multilingual(Capability):
     def _rejection_sample(self, out: Outputs, ctx: CapabilityContext, prompts: list[tuple[str, str]]) -> None:
         cfg = self.config
         messages = [[{"role": "user", "content": text}] for _, text in prompts]
-        samples = self._replies(ctx.policy, ctx, messages, cfg.k, cfg.temperature, cfg.max_new_tokens, ctx.seed)
+        samples = policy_replies(
+            self.reply_fn, ctx.policy, ctx.chat, messages, cfg.k, cfg.max_new_tokens, cfg.temperature, ctx.seed
+        )
         for (lang, _), prompt, replies in zip(prompts, messages, samples, strict=True):
             good, bad = None, None
             for reply in replies:
@@ -171,19 +172,6 @@ class Multilingual(Capability):
                 pair = Preference(prompt, [good, bad], "significantly_better", f"rs-{lang}", {"language": lang})
                 out.prefs.append(preference_row(pair))
 
-    def _replies(
-        self, model_dir: Path, ctx: CapabilityContext, prompts: Sequence[Messages], k: int, temperature: float,
-        max_new_tokens: int, seed: int,
-    ) -> list[list[str]]:  # fmt: skip
-        if not prompts:
-            return []
-        if self.reply_fn is not None:
-            return self.reply_fn(prompts, k)
-        from herd.model import load_model
-
-        model = load_model(model_dir).eval()
-        return sample_replies(model, ctx.chat, prompts, k, max_new_tokens, temperature, seed=seed)
-
     # ------------------------------------------------------------ evaluation
 
     def evaluate(self, model_dir: Path, ctx: CapabilityContext) -> dict[str, Any]:
@@ -194,7 +182,8 @@ class Multilingual(Capability):
         problems = mgsm_problems(cfg.mgsm_languages, cfg.mgsm_per_language, seed=ctx.seed + 1)
         prompts = [[{"role": "user", "content": text}] for _, text in held]
         prompts += [[{"role": "user", "content": p.question}] for p in problems]
-        replies = [r[0] for r in self._replies(model_dir, ctx, prompts, 1, 0.0, cfg.eval_max_new_tokens, ctx.seed)]
+        sampled = policy_replies(self.reply_fn, model_dir, ctx.chat, prompts, 1, cfg.eval_max_new_tokens)
+        replies = [r[0] for r in sampled]
         match = [language_of(r)[0] == lang if r.strip() else False for (lang, _), r in zip(held, replies, strict=False)]
         right = [p.check(r) for p, r in zip(problems, replies[len(held) :], strict=True)]
         rate = sum(match) / len(match) if match else 0.0

@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from herd.eval.stats import ci95
-from herd.posttrain.capabilities.base import Capability, CapabilityContext, Outputs, register, sample_replies
+from herd.posttrain.capabilities.base import Capability, CapabilityContext, Outputs, ReplyFn, policy_replies, register
 from herd.posttrain.data import Preference, preference_row, split_held_out
 
 Messages = list[dict[str, str]]
-ReplyFn = Callable[[Sequence[Messages], int], list[list[str]]]
 
 _WORD = re.compile(r"\w+")
 _SENTENCE_END = re.compile(r"[.!?]+(?:\s+|$)")
@@ -260,9 +259,10 @@ class Steerability(Capability):
         cfg = self.config
         out = Outputs()
         tasks = self.tasks(ctx.bundle, ctx.seed)[0][: cfg.n_prompts]
-        samples = self._replies(
-            ctx.policy, ctx, [t.messages for t in tasks], cfg.k, cfg.temperature, cfg.max_new_tokens, ctx.seed
-        )
+        samples = policy_replies(
+            self.reply_fn, ctx.policy, ctx.chat, [t.messages for t in tasks], cfg.k, cfg.max_new_tokens,
+            cfg.temperature, ctx.seed,
+        )  # fmt: skip
         for task, replies in zip(tasks, samples, strict=True):
             self._judge(out, task, replies)
         out.stats["instructions_kept"] = dict(
@@ -297,24 +297,11 @@ class Steerability(Capability):
                               {"instructions": task.instructions})  # fmt: skip
             out.prefs.append(preference_row(pair))
 
-    def _replies(
-        self, model_dir: Path, ctx: CapabilityContext, prompts: Sequence[Messages], k: int, temperature: float,
-        max_new_tokens: int, seed: int,
-    ) -> list[list[str]]:  # fmt: skip
-        if not prompts:
-            return []
-        if self.reply_fn is not None:
-            return self.reply_fn(prompts, k)
-        from herd.model import load_model
-
-        model = load_model(model_dir).eval()
-        return sample_replies(model, ctx.chat, prompts, k, max_new_tokens, temperature, seed=seed)
-
     def evaluate(self, model_dir: Path, ctx: CapabilityContext) -> dict[str, Any]:
         """IFEval's strict accuracies on held-out prompts: prompt-level (the value) and instruction-level."""
         tasks = self.tasks(ctx.bundle, ctx.seed)[1][: self.config.n_eval]
-        replies = self._replies(
-            model_dir, ctx, [t.messages for t in tasks], 1, 0.0, self.config.eval_max_new_tokens, ctx.seed
+        replies = policy_replies(
+            self.reply_fn, model_dir, ctx.chat, [t.messages for t in tasks], 1, self.config.eval_max_new_tokens
         )
         followed = [[check(i, kw, r[0]) for i, kw in t.instructions] for t, r in zip(tasks, replies, strict=True)]
         prompt_level = sum(all(f) for f in followed) / len(followed) if followed else 0.0

@@ -63,7 +63,9 @@ class ToolsConfig:
     function_items: int = 40  # zero-shot function-calling dialogs
     kinds: list[str] = field(default_factory=lambda: list(KINDS))
     samples: int = 1  # policy trajectories per task
-    references: bool = True  # also run each task's reference calls (the annotated trajectory)
+    # also run each task's reference calls (the annotated trajectory). On by default: an untuned small policy
+    # makes no tool calls at all (docs/posttraining.md, "Why references = true"), so without them nothing is kept.
+    references: bool = True
     temperature: float = 0.7
     max_steps: int = 3
     max_new_tokens: int = 96

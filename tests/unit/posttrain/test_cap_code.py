@@ -17,22 +17,40 @@ from herd.sandbox import Limits
 NO_NODE = node_available()
 
 
-def _problem(name: str, ref: str, cases: list) -> CodeProblem:
+def _problem(name: str, ref: str, cases: list, js: str = "") -> CodeProblem:
     asserts = [f"assert {name}({', '.join(map(repr, a))}) == {r!r}" for a, r in cases]
-    return CodeProblem(f"p-{name}", f"Write `{name}`.", name, asserts[:2], asserts[2:], ref, cases)
+    return CodeProblem(f"p-{name}", f"Write `{name}`.", name, asserts[:2], asserts[2:], ref, cases, js)
 
 
 PROBLEMS = [
-    _problem("add_3", "def add_3(x):\n    return x + 3\n", [([1], 4), ([-3], 0), ([10], 13)]),
     _problem(
-        "evens", "def evens(xs):\n    return [v for v in xs if v % 2 == 0]\n", [([[1, 2, 4]], [2, 4]), ([[]], [])]
+        "add_3",
+        "def add_3(x):\n    return x + 3\n",
+        [([1], 4), ([-3], 0), ([10], 13)],
+        "function add_3(x) { return x + 3; }",
     ),
-    _problem("rev", "def rev(s):\n    return s[::-1]\n", [(["abc"], "cba"), ([""], "")]),
+    _problem(
+        "evens",
+        "def evens(xs):\n    return [v for v in xs if v % 2 == 0]\n",
+        [([[1, 2, 4]], [2, 4]), ([[]], [])],
+        "function evens(xs) { return xs.filter((v) => v % 2 === 0); }",
+    ),
+    _problem(
+        "rev",
+        "def rev(s):\n    return s[::-1]\n",
+        [(["abc"], "cba"), ([""], "")],
+        "const rev = (s) => [...s].reverse().join('');",
+    ),
 ]
 JS = {  # add_3: right; evens: runs but wrong; rev: a syntax error
     "add_3": "```javascript\nfunction add_3(x) { return x + 3; }\n```",
     "evens": "```javascript\nfunction evens(xs) { return xs; }\n```",
     "rev": "```javascript\nfunction rev(s) { return s.split('').reverse().join('') \n```",
+}
+TO_PY = {  # JavaScript → Python. add_3: right; evens: runs but wrong; rev: raises (str has no reverse)
+    "add_3": "```python\ndef add_3(x):\n    return x + 3\n```",
+    "evens": "```python\ndef evens(xs):\n    return xs\n```",
+    "rev": "```python\ndef rev(s):\n    return s.reverse()\n```",
 }
 
 
@@ -58,6 +76,8 @@ def _sampler(model, chat, prompts, k, **kw):
         if len(msgs) == 3:  # the correction turn: fix the test failure, repeat the lint error
             first = msgs[1]["content"]
             out.append([_fence(p.reference + "# fixed\n") if "return None" in first else first])
+        elif text.startswith("Translate this JavaScript"):
+            out.append([TO_PY[p.entry_point]])
         elif text.startswith("Translate"):
             out.append([JS[p.entry_point]])
         elif text.startswith("Explain"):
@@ -95,22 +115,66 @@ def test_planted_solutions_kept_or_dropped_with_reason(tmp_path, chat, model, ca
         "lint_error": 3,
         "no_code": 3,
         "js_error": 1,
-        "translation_mismatch": 1,
+        "translation_mismatch": 2,
+        "py_error": 1,
         "backtranslation_incorrect": 1,
         "backtranslation_style": 1,
     }
     assert all("undefined_name" in r["error"] and r["first_reason"] == "lint_error" for r in by["lint_error"])
-    assert "returned" in by["translation_mismatch"][0]["error"] and by["js_error"][0]["problem_id"] == "p-rev"
+    js_bad, py_bad = (
+        next(r for r in by["translation_mismatch"] if r["language"] == lang) for lang in ("javascript", "python")
+    )
+    assert "returned" in js_bad["error"] and by["js_error"][0]["problem_id"] == "p-rev"
+    assert py_bad["problem_id"] == "p-evens" and "AssertionError" in py_bad["error"]
+    assert by["py_error"][0]["problem_id"] == "p-rev" and "AttributeError" in by["py_error"][0]["error"]
     assert by["backtranslation_incorrect"][0]["problem_id"] == "p-rev"
     assert by["backtranslation_style"][0]["problem_id"] == "p-evens"
     sources = [r["source"] for r in kept]
-    assert sources.count("code-exec") == 6 and sources.count("code-translation") == 1
+    assert sources.count("code-exec") == 6 and sources.count("code-translation") == 2
+    assert {r["language"] for r in kept if r["source"] == "code-translation"} == {"javascript", "python"}
     assert sources.count("code-backtranslation") == 1 and {r["category"] for r in kept} == {"code"}
     fixed = [r for r in kept if r.get("fixed_by_correction")]
     assert len(fixed) == 3 and all(len(r["messages"]) == 4 and "Error" in r["messages"][2]["content"] for r in fixed)
     # 3 of the 6 first-attempt failures (the test failures, not the lint errors) were fixed: 50%.
     assert counts["first_attempt_failed"] == 6 and counts["share_fixed_by_correction"] == pytest.approx(0.5)
-    assert counts["in"] == counts["kept"] + counts["dropped"] == 15 + 3 + 3
+    assert counts["in"] == counts["kept"] + counts["dropped"] == 15 + 3 + 3 + 3
+    assert counts["translations_to_python"] == 3 and counts["translations_to_python_kept"] == 1
+
+
+def test_js_to_python_translation_needs_no_node(cap, monkeypatch):
+    """JavaScript → Python is checked by running Python: planted right, wrong, raising and lint-failing replies."""
+    from herd.posttrain.capabilities import Outputs
+
+    lint_bad = _problem(
+        "add_4", "def add_4(x):\n    return x + 4\n", [([1], 5), ([0], 4)], "function add_4(x) { return x + 4; }"
+    )
+    monkeypatch.setitem(globals(), "PROBLEMS", [*PROBLEMS, lint_bad])
+    monkeypatch.setitem(TO_PY, "add_4", "```python\ndef add_4(x):\n    return x + four\n```")
+    out = Outputs()
+    cap.translation_to_python(PROBLEMS, None, CapabilityContext(policy=None, chat=None, bundle=None), out)
+    assert [r["problem_id"] for r in out.kept] == ["p-add_3"]
+    assert [(r["problem_id"], r["reason"]) for r in out.dropped] == [
+        ("p-evens", "translation_mismatch"),
+        ("p-rev", "py_error"),
+        ("p-add_4", "lint_error"),
+    ]
+    assert "undefined name" in out.dropped[2]["error"].lower()
+    assert out.stats == {"translations_to_python": 4, "translations_to_python_kept": 1}
+
+
+@pytest.mark.skipif(NO_NODE is not None, reason=f"node: {NO_NODE}")
+def test_js_references_agree_with_the_python_references_in_node():
+    """The JavaScript source side of JS → Python is right: each template's JS passes the Python reference's cases."""
+    probs = make_code_problems(40, seed=3)
+    assert {p.entry_point.rstrip("0123456789").rstrip("_") for p in probs} >= {
+        "add",
+        "largest",
+        "evens",
+        "reverse_text",
+    }
+    for p in probs:
+        r = run_node(js_test_program(p.js_reference, p.entry_point, p.cases))
+        assert r.passed, (p.entry_point, r.stderr)
 
 
 def test_lint_and_sandbox_reasons():
