@@ -121,13 +121,13 @@ def pick_pair(
 
 def _problem(text: str, min_chars: int) -> str | None:
     """Why a sample cannot be a helpful answer: too short or insecure code."""
-    from herd.safety.code_shield import code_blocks, insecure_code
+    from herd.safety.code_shield import code_snippets, insecure_code
 
     if len(text.strip()) < min_chars:
         return "degenerate"
     try:
-        return insecure_code(list(code_blocks(text)))
-    except ImportError:  # bandit missing: Code Shield is part of the safety extra
+        return insecure_code(list(code_snippets(text)))
+    except FileNotFoundError:  # bandit / semgrep missing: Code Shield is part of the safety extra
         return None
 
 
