@@ -136,3 +136,13 @@ def _measure(cfg: MemorizationConfig, generate: Generate | None, out: Path) -> d
     result |= memorization(load_index(out / "index", cfg.n), windows, cfg.prefix_len, gen)
     (out / "memorization.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+if __name__ == "__main__":  # python -m herd.safety.memorization MODEL SHARDS OUT [SAMPLES]
+    import sys
+
+    if len(sys.argv) not in (4, 5):
+        sys.exit("usage: python -m herd.safety.memorization MODEL SHARDS OUT [SAMPLES]")
+    model, shards, out = sys.argv[1:4]
+    samples = int(sys.argv[4]) if len(sys.argv) == 5 else MemorizationConfig.samples
+    print(json.dumps(run_memorization(MemorizationConfig(model, shards, out, samples=samples)), indent=1))
