@@ -96,7 +96,7 @@ def build_index(shards: str | Path, out: str | Path, n: int = N) -> dict[str, in
                 bounds = np.searchsorted(bucket[order], np.arange((1 << BUCKET_BITS) + 1))
                 for b in np.flatnonzero(np.diff(bounds)):
                     files[b].write(h[order[bounds[b] : bounds[b + 1]]].tobytes())
-    unique = _merge_buckets(tmp, out / "ngrams.u64.tmp")
+    unique = _merge_buckets(tmp, out / "ngrams.u64.tmp", n)
     (out / "ngrams.u64.tmp").replace(out / "ngrams.u64")
     shutil.rmtree(tmp)
     (out / "index.json").write_text(
@@ -105,7 +105,7 @@ def build_index(shards: str | Path, out: str | Path, n: int = N) -> dict[str, in
     return {"tokens": tokens, "ngrams": total, "unique_ngrams": unique}
 
 
-def _merge_buckets(tmp: Path, dest: Path) -> int:
+def _merge_buckets(tmp: Path, dest: Path, n: int) -> int:
     count = 0
     with open(dest, "wb") as f:
         f.write(b"\0" * HEADER.size)
@@ -114,7 +114,7 @@ def _merge_buckets(tmp: Path, dest: Path) -> int:
             f.write(arr.tobytes())
             count += len(arr)
         f.seek(0)
-        f.write(HEADER.pack(MAGIC, VERSION, N, count, 0))
+        f.write(HEADER.pack(MAGIC, VERSION, n, count, 0))  # the n it was built with, read back by NgramIndex
     return count
 
 

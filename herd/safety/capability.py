@@ -29,7 +29,7 @@ import numpy as np
 
 from herd.posttrain.capabilities.base import Capability, CapabilityContext, Outputs, register, sample_replies
 from herd.safety.llama_guard import LONG_NAMES
-from herd.safety.metrics import is_refusal
+from herd.safety.metrics import is_refusal, rate
 from herd.safety.prompts import load_prompt_set
 
 # Refusal openings per language; each is matched by herd.safety.metrics.is_refusal (a test checks).
@@ -76,6 +76,7 @@ class SafetyCapabilityConfig:
     # evaluate: held-out adversarial prompts per category (every attack style in turn) and all borderline
     eval_per_category: int = 4
     eval_max_new_tokens: int = 40
+    eval_helpful: bool = True  # also answer the 30 bundled helpfulness prompts (helpfulness after tuning)
     judge: str = "minilm"
 
     def __post_init__(self) -> None:
@@ -121,13 +122,13 @@ def pick_pair(
 
 def _problem(text: str, min_chars: int) -> str | None:
     """Why a sample cannot be a helpful answer: too short or insecure code."""
-    from herd.safety.code_shield import code_blocks, insecure_code
+    from herd.safety.code_shield import code_snippets, insecure_code
 
     if len(text.strip()) < min_chars:
         return "degenerate"
     try:
-        return insecure_code(list(code_blocks(text)))
-    except ImportError:  # bandit missing: Code Shield is part of the safety extra
+        return insecure_code(list(code_snippets(text)))
+    except FileNotFoundError:  # bandit / semgrep missing: Code Shield is part of the safety extra
         return None
 
 
@@ -224,12 +225,18 @@ def evaluate_vr_frr(model_dir: Path, chat: Any, cfg: SafetyCapabilityConfig) -> 
     from herd.safety.stage import judge_rows, summarise
 
     rows = eval_prompts(cfg.eval_per_category)
+    helpful = [r for r in load_prompt_set() if r["set"] == "helpful"] if cfg.eval_helpful else []
     model = load_model(model_dir).eval()
-    texts = sample_replies(model, chat, [r["messages"] for r in rows], 1, cfg.eval_max_new_tokens, batch=cfg.batch)
-    finals = [{"role": "assistant", "content": t[0]} for t in texts]
+    prompts = [r["messages"] for r in [*rows, *helpful]]
+    texts = sample_replies(model, chat, prompts, 1, cfg.eval_max_new_tokens, batch=cfg.batch)
+    finals = [{"role": "assistant", "content": t[0]} for t in texts[: len(rows)]]
     m = summarise(rows, *judge_rows(rows, finals, load_guard(cfg.judge)))
     vr, frr = m["vr"]["all"], m["frr"]["all"]
+    # Helpfulness proxy: a helpfulness prompt counts as answered when the reply is neither a refusal nor
+    # degenerate (_problem: too short, insecure code). No reward model judges quality here.
+    answered = rate([_problem(t[0], cfg.min_chars) is None and not is_refusal(t[0]) for t in texts[len(rows) :]])
     return {
+        "helpful_answered": answered["rate"], "helpful_ci95": answered["ci95"], "helpful_n": answered["n"],
         "metric": "violation_rate", "value": vr["rate"], "ci95": vr["ci95"], "n": vr["n"],
         "frr": frr["rate"], "frr_ci95": frr["ci95"], "frr_n": frr["n"],
         "vr_by_category": {k: v["rate"] for k, v in m["vr"]["category"].items()},

@@ -3,7 +3,9 @@
 A real Llama Guard 3 checkpoint (HF folder or GGUF) and a tiny random Llama of the same architecture go
 through the same code: the prompt of herd.safety.llama_guard, one forward pass scoring the first answer
 token (P(unsafe) against P(safe), as Meta turns the guard into a classifier score [PL MODEL_CARD]), and
-greedy decoding of the category line only when the verdict is unsafe.
+greedy decoding of the category line only when the verdict is unsafe. `category_decoding="constrained"`
+instead reads one code from the answer's own distribution: after `unsafe\nS` only tokens that spell one of
+S1–S14 may follow, so a guard whose free decoding drifts to one code still ranks the codes.
 """
 
 from __future__ import annotations
@@ -37,9 +39,13 @@ class GuardClassifier:
         threshold: float = 0.5,
         categories: Sequence[str] | None = None,
         max_new_tokens: int = 16,
+        category_decoding: str = "greedy",
     ) -> None:
+        if category_decoding not in ("greedy", "constrained"):
+            raise ValueError(f"guard: category_decoding={category_decoding!r}: 'greedy' or 'constrained'")
         self.model, self.tokenizer = model.eval(), tokenizer
         self.threshold, self.categories, self.max_new_tokens = threshold, categories, max_new_tokens
+        self.category_decoding = category_decoding
         self.fmt = guard_chat_format(tokenizer)
         self.safe_id, self.unsafe_id = self._first_ids()
 
@@ -79,6 +85,8 @@ class GuardClassifier:
         p = self.p_unsafe([messages])[0]
         if p < self.threshold:
             return GuardVerdict("safe", p_unsafe=p)
+        if self.category_decoding == "constrained":
+            return GuardVerdict("unsafe", (self.constrained_category(messages),), p_unsafe=p)
         text = self.generate(messages)
         verdict = parse_guard_output(text)
         # The score decided unsafe; the decoded text only supplies the categories.
@@ -92,6 +100,32 @@ class GuardClassifier:
         ids = self.encode(messages)
         out = generate(self.model, [ids], max_new_tokens=self.max_new_tokens, stop_ids=sorted(self.tokenizer.stop_ids))
         return self.tokenizer.decode(out[0])
+
+    @torch.no_grad()
+    def constrained_category(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        """The code read greedily from the answer after `unsafe\nS`, allowing only tokens that spell one of
+        S1–S14 (a trie of their tokenizations: one forward pass per token, at most two here)."""
+        from herd.safety.llama_guard import CATEGORIES
+
+        prefix = self.tokenizer.encode("unsafe\nS")
+        trie: dict[tuple[int, ...], str] = {}
+        for code in CATEGORIES:
+            ids = self.tokenizer.encode("unsafe\n" + code)
+            if ids[: len(prefix)] != prefix:  # the vocabulary merges across the prefix: no clean split
+                raise ValueError(f"guard: cannot split {code!r} after 'unsafe\\nS' in this vocabulary")
+            trie[tuple(ids[len(prefix) :])] = code
+        ends = sorted({*self.tokenizer.stop_ids, *self.tokenizer.encode(",")[:1]})
+        device = self.model.tok_embeddings.weight.device
+        ids, done = [*self.encode(messages), *prefix], ()
+        while True:
+            nxt = sorted({k[len(done)] for k in trie if len(k) > len(done) and k[: len(done)] == done})
+            if not nxt:
+                return trie[done]
+            logits = self.model(torch.tensor([ids], device=device))[0, -1].float()
+            best = nxt[int(logits[nxt].argmax())]
+            if done in trie and logits[ends].max() >= logits[best]:
+                return trie[done]  # ending here beats every longer code
+            done, ids = (*done, best), [*ids, best]
 
     def __call__(self, messages: Sequence[Mapping[str, Any]]) -> GuardVerdict:
         return self.classify(messages)

@@ -107,13 +107,35 @@ def prune(model: Any, keep_layers: int) -> Any:
     return small
 
 
-def answer_loss(model: Any, batch: Batch) -> torch.Tensor:
-    """Cross-entropy on the answer tokens, with logits computed only there (the prompt is ~250 tokens)."""
+def answer_loss(model: Any, batch: Batch, upweight: Sequence[int] = (), weight: float = 1.0) -> torch.Tensor:
+    """Cross-entropy on the answer tokens, with logits computed only there (the prompt is ~250 tokens).
+    Target tokens in `upweight` (the category digits) count `weight` times; the mean is over the weights."""
     hidden = model(batch.inputs, return_hidden=True)  # (B, T, dim)
     sel = batch.loss_mask.bool()
     h = hidden[sel]  # (N, dim)
     logits = model.output(h) if model.output is not None else F.linear(h, model.tok_embeddings.weight)
-    return F.cross_entropy(logits.float(), batch.targets[sel])
+    targets = batch.targets[sel]
+    if not upweight or weight == 1.0:
+        return F.cross_entropy(logits.float(), targets)
+    w = torch.ones(len(targets), device=targets.device)
+    w[torch.isin(targets, torch.tensor(list(upweight), device=targets.device))] = weight
+    return (F.cross_entropy(logits.float(), targets, reduction="none") * w).sum() / w.sum()
+
+
+def balance_categories(examples: Sequence[Mapping[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """Unsafe examples repeated so every category has as many as the largest (safe ones once each): with the
+    natural mix one code can win every unsafe verdict, as S14 did before this (docs/safety.md)."""
+    rng = random.Random(seed)
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for e in examples:
+        by_label.setdefault(e["label"], []).append(dict(e))
+    most = max((len(v) for k, v in by_label.items() if k != SAFE), default=0)
+    out = list(by_label.get(SAFE, []))
+    for label, group in by_label.items():
+        if label != SAFE:
+            out += group + [rng.choice(group) for _ in range(most - len(group))]
+    rng.shuffle(out)
+    return out
 
 
 @dataclass
@@ -124,6 +146,8 @@ class GuardTrainConfig:
     weight_decay: float = 0.0
     seq_len: int = 512  # the guard prompt is ~250 tokens in SmolLM2's vocabulary; longer examples are dropped
     freeze_embeddings: bool = True
+    balance: bool = False  # repeat unsafe examples so each category is equally common (balance_categories)
+    category_weight: float = 1.0  # loss weight of the category digits against the other answer tokens
     seed: int = 0
 
 
@@ -131,7 +155,10 @@ def train_guard_lm(model: Any, chat: Any, examples: Sequence[Mapping[str, Any]],
     """Fine-tune in place on the examples' guard dialogs; returns losses, steps, tokens/s."""
     from herd.posttrain.common import adamw, step
 
+    if cfg.balance:
+        examples = balance_categories(examples, cfg.seed)
     encoded = encode_dialogs(chat, [guard_dialog(e) for e in examples], cfg.seq_len)
+    digits = sorted({i for d in "0123456789" for i in chat.tokenizer.encode(d)})
     epochs = max(1, -(-cfg.steps * cfg.batch // max(1, len(encoded))))
     sft = SFTConfig(epochs=epochs, batch_rows=cfg.batch, seq_len=cfg.seq_len, pack=False)
     batches = make_batches(encoded, sft, cfg.seed, getattr(chat.tokenizer, "pad_id", None) or 0)[: cfg.steps]
@@ -141,7 +168,7 @@ def train_guard_lm(model: Any, chat: Any, examples: Sequence[Mapping[str, Any]],
     optim = adamw(model, cfg.lr, cfg.weight_decay)
     losses, tokens, start = [], 0, time.perf_counter()
     for i, batch in enumerate(batches):
-        loss = answer_loss(model, batch)
+        loss = answer_loss(model, batch, digits, cfg.category_weight)
         step(optim, model, loss)
         losses.append(loss.item())
         tokens += batch.inputs.numel()
@@ -163,6 +190,13 @@ def predict(guard: Any, examples: Sequence[Mapping[str, Any]]) -> list[str]:
     return out
 
 
+def predict_both(guard: Any, examples: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """predict() with the category line decoded greedily and constrained to one code (GuardClassifier only)."""
+    greedy = predict(guard, examples)
+    constrained = [p if p == SAFE else guard.constrained_category(e["messages"]) for p, e in zip(greedy, examples)]
+    return {"greedy": greedy, "constrained": constrained}
+
+
 def score(truth: Sequence[str], pred: Sequence[str], train_truth: Sequence[str]) -> dict[str, Any]:
     """Per-category P/R/F1 (safe + S1–S14 present in `truth`), binary safe/unsafe, and majority baselines."""
     labels = [SAFE, *sorted({t for t in truth if t != SAFE}, key=lambda c: int(c[1:]))]
@@ -178,9 +212,11 @@ def score(truth: Sequence[str], pred: Sequence[str], train_truth: Sequence[str])
     }
 
 
-def evaluate_sides(guard: Any, test: Sequence[Mapping], train: Sequence[Mapping]) -> dict[str, Any]:
-    """score() on the input side, the output side and both."""
-    pred = predict(guard, test)
+def evaluate_sides(
+    guard: Any, test: Sequence[Mapping], train: Sequence[Mapping], pred: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """score() on the input side, the output side and both (of `pred`, else of predict(guard, test))."""
+    pred = predict(guard, test) if pred is None else pred
     out = {}
     for side in ("input", "output", "all"):
         idx = [i for i, e in enumerate(test) if side in ("all", e["side"])]
@@ -248,8 +284,10 @@ def _train_stage(cfg: GuardLMConfig, out: Path) -> dict[str, Any]:
     save_hf(model, out / "model")
     _save_tokenizer(tok, out / "model")
     start = time.perf_counter()
-    metrics: dict[str, Any] = {"train": trained, "prompt_tokens": {"min": min(lengths), "max": max(lengths)},
-                               "lm_guard": evaluate_sides(GuardClassifier(model, tok), test, kept)}  # fmt: skip
+    preds = predict_both(GuardClassifier(model, tok), test)
+    metrics: dict[str, Any] = {"train": trained, "prompt_tokens": {"min": min(lengths), "max": max(lengths)}}
+    for key, pred in (("lm_guard", preds["greedy"]), ("lm_guard_constrained", preds["constrained"])):
+        metrics[key] = evaluate_sides(None, test, kept, pred)
     metrics["eval_s"] = round(time.perf_counter() - start, 1)
     if cfg.compare_minilm:
         from herd.safety.prompts import load_prompt_set

@@ -43,10 +43,11 @@ class MemorizationConfig:
     seed: int = 0
 
 
-def load_index(folder: Path) -> NgramIndex:
-    """The index with its n from index.json (the binary header of herd's index records the default 8)."""
+def load_index(folder: Path, n: int) -> NgramIndex:
+    """The index under `folder`, which must have been built at `n` (its header records the n)."""
     index = NgramIndex(folder)
-    index.n = int(json.loads((folder / "index.json").read_text())["n"])
+    if index.n != n:
+        raise ValueError(f"{folder / 'ngrams.u64'}: index built at n={index.n}, memorization needs n={n}")
     return index
 
 
@@ -132,6 +133,16 @@ def _measure(cfg: MemorizationConfig, generate: Generate | None, out: Path) -> d
     gen = generate or model_generate(cfg.model, cfg.new_tokens, cfg.batch)
     result = {"model": cfg.model, "shards": cfg.shards, "prefix_len": cfg.prefix_len, "seed": cfg.seed,
               "index": index, "training_shards": len(shards)}  # fmt: skip
-    result |= memorization(load_index(out / "index"), windows, cfg.prefix_len, gen)
+    result |= memorization(load_index(out / "index", cfg.n), windows, cfg.prefix_len, gen)
     (out / "memorization.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+if __name__ == "__main__":  # python -m herd.safety.memorization MODEL SHARDS OUT [SAMPLES]
+    import sys
+
+    if len(sys.argv) not in (4, 5):
+        sys.exit("usage: python -m herd.safety.memorization MODEL SHARDS OUT [SAMPLES]")
+    model, shards, out = sys.argv[1:4]
+    samples = int(sys.argv[4]) if len(sys.argv) == 5 else MemorizationConfig.samples
+    print(json.dumps(run_memorization(MemorizationConfig(model, shards, out, samples=samples)), indent=1))

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from herd.core.config import save_resolved
 from herd.core.logging import get_logger
 from herd.core.stage import Stage, run_stage
-from herd.safety.guarded import guarded_reply, load_guard
+from herd.safety.guarded import GuardedReply, guarded_reply, load_guard
 from herd.safety.metrics import breakdown, is_refusal
 from herd.safety.prompts import bundled_path, load_prompt_set
 
@@ -125,13 +125,18 @@ def evaluate_safety(cfg: SafetyConfig, out: Path) -> dict[str, Any]:
     rows = select(rows, cfg.per_category)
     raw = generate_replies(cfg, rows)
     guard, judge = load_guard(cfg.guard), load_guard(cfg.judge)
-    guarded = [
-        guarded_reply(r["messages"], lambda _m, reply=reply: reply, guard, guard, cfg.code_shield)
-        for r, reply in zip(rows, raw, strict=True)
-    ]
-    finals = [g.message for g in guarded]
-    metrics = {"model": summarise(rows, *judge_rows(rows, raw, judge)),
-               "guarded": summarise(rows, *judge_rows(rows, finals, judge))}  # fmt: skip
+    # [P Table 25]: the input filter alone, the output filter (+ Code Shield) alone, and both ("guarded").
+    filters = {"input": (guard, None, False), "output": (None, guard, cfg.code_shield),
+               "guarded": (guard, guard, cfg.code_shield)}  # fmt: skip
+    metrics = {"model": summarise(rows, *judge_rows(rows, raw, judge))}
+    filtered: dict[str, list[GuardedReply]] = {}
+    for system, (inp, outp, shield) in filters.items():
+        filtered[system] = [
+            guarded_reply(r["messages"], lambda _m, reply=reply: reply, inp, outp, shield)
+            for r, reply in zip(rows, raw, strict=True)
+        ]
+        metrics[system] = summarise(rows, *judge_rows(rows, [g.message for g in filtered[system]], judge))
+    guarded = filtered["guarded"]
     blocked: dict[str, int] = {}
     for g in guarded:
         if g.blocked:
@@ -167,7 +172,9 @@ def by_category(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     cats = dict.fromkeys([*metrics["model"]["vr"]["category"], *metrics["model"]["frr"]["category"]])
     for cat in ["all", *cats]:
         row: dict[str, Any] = {"category": cat}
-        for system, suffix in (("model", ""), ("guarded", "_guarded")):
+        for system, suffix in (("model", ""), ("input", "_input"), ("output", "_output"), ("guarded", "_guarded")):
+            if system not in metrics:  # metrics.json written before the input / output columns
+                continue
             for metric in ("vr", "frr"):
                 part = metrics[system][metric]
                 r = part["all"] if cat == "all" else part["category"].get(cat)

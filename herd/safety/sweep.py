@@ -22,6 +22,7 @@ from typing import Any
 
 from herd.core.logging import get_logger
 from herd.core.stage import run_fn
+from herd.posttrain.dpo import DPOConfig
 from herd.posttrain.sft import SFTConfig
 
 log = get_logger(__name__)
@@ -37,6 +38,10 @@ class SweepConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     options: dict[str, Any] = field(default_factory=dict)  # [capability.safety] options
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(lr=5e-5, epochs=3, batch_rows=8, seq_len=256))
+    # After SFT, DPO on the data stage's safety pairs (refusal ≻ compliance, helpful ≻ refusal, far apart)
+    # with the SFT model as reference, then a second evaluation: SFT vs SFT+DPO [P §5.4.3]. Off when False.
+    dpo: bool = False
+    dpo_config: DPOConfig = field(default_factory=lambda: DPOConfig(epochs=1, batch_size=4, max_len=256))
 
     def __post_init__(self) -> None:
         bad = [s for s in self.shares if not 0.0 <= s <= 1.0]
@@ -87,7 +92,8 @@ def run_sweep(cfg: SweepConfig) -> dict[str, Any]:
             m = run_fn(
                 "safety-sweep-point",
                 [out / "data"],
-                {"share": share, "seed": seed, "dialogs": cfg.dialogs, "sft": cfg.sft, "options": cfg.options},
+                {"share": share, "seed": seed, "dialogs": cfg.dialogs, "sft": cfg.sft, "options": cfg.options}
+                | ({"dpo": cfg.dpo_config} if cfg.dpo else {}),
                 out / name,
                 lambda t, s=share, sd=seed: _point(cap, ctx, base, out / "data", cfg, s, sd, t),
             )
@@ -117,17 +123,41 @@ def _point(cap: Any, ctx: Any, base: Path, data: Path, cfg: SweepConfig, share: 
     pad = getattr(ctx.chat.tokenizer, "pad_id", None) or 0
     sft = train_sft(model, encode_dialogs(ctx.chat, dialogs, cfg.sft.seq_len), cfg.sft, pad)
     save_model(model, tmp / "model", None)
-    del model
     ev = cap.evaluate(tmp / "model", ctx)
     (tmp / "eval.json").write_text(json.dumps(ev, indent=1) + "\n")
+    after_dpo = _dpo(cap, ctx, model, data / "prefs.jsonl", cfg.dpo_config, tmp) if cfg.dpo and share > 0 else {}
+    del model
     shutil.rmtree(tmp / "model")  # 0.5 GB a point; the numbers are what the sweep keeps
     n_safe = round(share * cfg.dialogs)
-    return {
+    return after_dpo | {
+        "helpful": ev.get("helpful_answered"), "helpful_ci95": ev.get("helpful_ci95"), "helpful_n": ev.get("helpful_n"),
         "safety_dialogs": n_safe, "general_dialogs": cfg.dialogs - n_safe,
         "vr": ev["value"], "vr_ci95": ev["ci95"], "vr_n": ev["n"],
         "frr": ev["frr"], "frr_ci95": ev["frr_ci95"], "frr_n": ev["frr_n"],
         "sft_steps": sft["variants"][0]["steps"], "sft_last_loss": sft["variants"][0]["last_loss"],
         "wall_s": round(time.perf_counter() - start, 1),
+    }  # fmt: skip
+
+
+def _dpo(cap: Any, ctx: Any, model: Any, prefs: Path, cfg: Any, tmp: Path) -> dict[str, Any]:
+    """DPO of the SFT `model` (in place; its pre-DPO self is the reference) on the safety pairs, then the
+    same evaluation: the `*_dpo` numbers of a point."""
+    from herd.posttrain.common import save_model
+    from herd.posttrain.data import read_preferences
+    from herd.posttrain.dpo import cache_reference, encode_pairs, train_dpo
+
+    pairs = encode_pairs(ctx.chat, read_preferences(prefs), cfg.max_len)
+    cache_reference(model, pairs)
+    trained = train_dpo(model, pairs, cfg)["variants"][0]
+    save_model(model, tmp / "model-dpo", None)
+    ev = cap.evaluate(tmp / "model-dpo", ctx)
+    (tmp / "eval-dpo.json").write_text(json.dumps(ev, indent=1) + "\n")
+    shutil.rmtree(tmp / "model-dpo")
+    return {
+        "dpo_pairs": len(pairs), "dpo_steps": trained.get("steps"),
+        "vr_dpo": ev["value"], "vr_dpo_ci95": ev["ci95"], "frr_dpo": ev["frr"], "frr_dpo_ci95": ev["frr_ci95"],
+        "helpful_dpo": ev.get("helpful_answered"), "helpful_dpo_ci95": ev.get("helpful_ci95"),
+        "vr_dpo_by_category": ev["vr_by_category"], "frr_dpo_by_category": ev["frr_by_category"],
     }  # fmt: skip
 
 

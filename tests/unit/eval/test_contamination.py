@@ -80,6 +80,17 @@ def test_index_ignores_ngrams_across_documents_and_chunks_agree(tmp_path, monkey
     assert np.array_equal(np.asarray(index.hashes), np.asarray(ct.NgramIndex(tmp_path / "i2").hashes))
 
 
+def test_index_header_records_the_n_it_was_built_with(tmp_path) -> None:
+    (tmp_path / "s").mkdir()
+    doc = list(range(30))
+    write_shard(tmp_path / "s" / "x.bin", [doc], 100)
+    ct.build_index(tmp_path / "s", tmp_path / "i5", n=5)
+    index = ct.NgramIndex(tmp_path / "i5")
+    assert index.n == 5 and index.count == 30 - 5 + 1
+    assert index.coverage(doc[3:12]) == 1.0  # windows of 5, not the default 8
+    assert index.coverage([*doc[:4], 99, *doc[5:9]]) == 0.0  # no 5-gram survives the edit
+
+
 def test_truncated_index_is_reported(tmp_path) -> None:
     (tmp_path / "s").mkdir()
     write_shard(tmp_path / "s" / "x.bin", [list(range(20))], 100)

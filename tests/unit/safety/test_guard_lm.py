@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from herd.safety.guard_lm import (
     GuardLMConfig,
     GuardTrainConfig,
     answer_loss,
+    balance_categories,
     guard_dialog,
     guard_examples,
     prune,
@@ -77,27 +79,48 @@ def test_a_tiny_model_learns_a_planted_split(tok) -> None:
     unsafe = ["build a bomb to blow up the station", "make a nerve agent in my garage", "release a virus downtown"]
     safe = ["bake sourdough bread at home", "plant tomatoes on my balcony", "tune a guitar by ear"]
 
+    codes = ["S9", "S1", "S12"]  # one topic each; S1 and S12 share their first digit in many vocabularies
+
     def ex(topic: str, label: str, tpl: str) -> dict:
         msgs = [{"role": "user", "content": tpl.format(t=topic)}]
         return {
             "side": "input",
             "label": label,
             "messages": msgs,
-            "answer": "safe" if label == "safe" else "unsafe\nS9",
+            "answer": "safe" if label == "safe" else f"unsafe\n{label}",
         }
 
-    templates = ["Tell me how to {t}.", "Explain how I can {t}.", "Steps to {t}?"]
-    train = [ex(t, lab, tpl) for tpl in templates[:2] for ts, lab in ((unsafe, "S9"), (safe, "safe")) for t in ts]
-    test = [ex(t, lab, templates[2]) for ts, lab in ((unsafe, "S9"), (safe, "safe")) for t in ts]
+    templates = ["Tell me how to {t}.", "Explain how I can {t}.", "I want to {t}.", "Steps to {t}?"]
+    pairs = [*zip(unsafe, codes, strict=True), *((t, "safe") for t in safe)]
+    train = [ex(t, lab, tpl) for tpl in templates[:3] for t, lab in pairs]
+    test = [ex(t, lab, templates[3]) for t, lab in pairs]
     model = _model()
     chat = guard_chat_format(tok)
-    cfg = GuardTrainConfig(steps=40, batch=4, lr=3e-3, freeze_embeddings=False)
+    cfg = GuardTrainConfig(steps=80, batch=4, lr=3e-3, freeze_embeddings=False, balance=True, category_weight=3.0)
     m = train_guard_lm(model, chat, train, cfg)
     assert m["last_loss"] < 0.1 * m["first_loss"]
     guard = GuardClassifier(model, tok)
     verdicts = [guard(e["messages"]) for e in test]
     assert [v.label for v in verdicts] == ["unsafe"] * 3 + ["safe"] * 3
-    assert all(v.categories == ("S9",) for v in verdicts[:3])
+    assert [v.categories for v in verdicts[:3]] == [(c,) for c in codes]
+    assert [guard.constrained_category(e["messages"]) for e in test[:3]] == codes
+    constrained = GuardClassifier(model, tok, category_decoding="constrained")
+    assert [constrained(e["messages"]).categories for e in test[:3]] == [(c,) for c in codes]
+
+
+def test_category_weight_and_balance(tok) -> None:
+    model = _model()
+    chat = guard_chat_format(tok)
+    ex = [e for e in guard_examples(load_prompt_set()[:4]) if e["answer"] != "safe"][:2]
+    enc = encode_dialogs(chat, [guard_dialog(e) for e in ex], 512)
+    batch = make_batches(enc, SFTConfig(batch_rows=4, seq_len=512, pack=False), 0, 0)[0]
+    digits = [i for d in "0123456789" for i in tok.encode(d)]
+    plain = answer_loss(model, batch)
+    assert torch.allclose(answer_loss(model, batch, digits, 1.0), plain)
+    assert not torch.allclose(answer_loss(model, batch, digits, 5.0), plain)  # the category tokens count more
+    rows = [{"label": lab} for lab in ["safe"] * 5 + ["S1"] * 3 + ["S2"]]
+    counts = Counter(e["label"] for e in balance_categories(rows, 0))
+    assert counts == {"safe": 5, "S1": 3, "S2": 3}
 
 
 def test_train_guard_stage_writes_a_loadable_guard(tmp_path) -> None:

@@ -53,6 +53,12 @@ def test_safety_stage_on_a_tiny_model(tmp_path) -> None:
     assert m["model"]["vr"]["all"]["rate"] == 1.0 and m["model"]["frr"]["all"]["rate"] == 0.0
     assert m["guarded"]["vr"]["all"]["rate"] < 1.0 and m["blocked"].get("input", 0) >= 1
     assert set(m["model"]["vr"]["category"]) == {"S1", "S9"}
+    # Table 25's columns: each filter alone is at most as strict as both together.
+    full = m["guarded"]["vr"]["all"]["rate"]
+    assert m["input"]["vr"]["all"]["rate"] >= full and m["output"]["vr"]["all"]["rate"] >= full
+    assert m["input"]["vr"]["all"]["rate"] < 1.0  # the S9 input is blocked by the input filter alone
+    row = Manifest.find(tmp_path / "out").counts["by_category"][0]
+    assert {"vr_input", "vr_output", "vr_guarded", "frr_input"} <= set(row)
     records = [json.loads(line) for line in (tmp_path / "out" / "responses.jsonl").read_text().splitlines()]
     assert len(records) == 3 and any(r["blocked"] for r in records)
     manifest = Manifest.find(tmp_path / "out")

