@@ -66,7 +66,7 @@ class VisionDataConfig:
     phash_distance: int = 0  # bits; 0 drops exact pHash matches only
     ngram: int = 2
     resample_t: float = 40.0  # T in √(T/f) [P §7.1.1]
-    n_videos: int = 240  # short clips for video QA (0: none)
+    n_videos: int = 400  # short clips for video QA (0: none)
     video_frames: int = 8
     video_size: int = 32  # frame side in pixels (small: a clip is n_frames images)
 

@@ -269,6 +269,7 @@ def run_recipe(cfg: VisionTrainConfig) -> dict[str, Any]:
         "majority_prior": summarize(majority, questions),
         "vision": summarize(trained, questions),
     }
+    report["hits"] = {"text_only": blind, "vision": trained}  # per question, for paired comparisons of runs
     report["gain_vs_text_only"] = paired_gain(trained, blind)
     report["gain_vs_majority_prior"] = paired_gain(trained, majority)
     if cfg.dpo.steps:
@@ -312,8 +313,13 @@ def dpo_phase(model, tok, images, prefs, questions, trained, blind, cfg: VisionT
 
     hist = train_vision_dpo(model, tok, images, prefs, cfg.dpo, seed=cfg.seed)
     after = score(model, tok, images, questions, see=True)
-    return {"dpo": hist, "eval_dpo": summarize(after, questions), "gain_dpo_vs_sft": paired_gain(after, trained),
-            "gain_dpo_vs_text_only": paired_gain(after, blind)}  # fmt: skip
+    return {
+        "dpo": hist,
+        "hits_dpo": after,
+        "eval_dpo": summarize(after, questions),
+        "gain_dpo_vs_sft": paired_gain(after, trained),
+        "gain_dpo_vs_text_only": paired_gain(after, blind),
+    }
 
 
 def video_phase(model: VisionLanguageModel, tok, folder: Path, cfg: VisionTrainConfig) -> dict[str, Any]:
@@ -359,6 +365,13 @@ def report_tables(report: dict[str, Any]) -> list[dict[str, Any]]:
         caption = f"held-out video QA % ± 95% CI; gain vs text-only {100 * g['gain']:+.1f} ± {100 * g['ci95']:.1f}"
         tables.append({"head": ["video model", *vk], "rows": rows, "caption": caption})
     return tables
+
+
+def compare_runs(a: dict[str, Any], b: dict[str, Any], key: str = "vision") -> dict[str, float]:
+    """Paired held-out VQA gain of run a over run b (same questions: same data, seed and eval_limit)."""
+    if a["questions"] != b["questions"]:
+        raise ValueError(f"compare: runs scored {a['questions']} and {b['questions']} questions")
+    return paired_gain(a["hits"][key], b["hits"][key])
 
 
 def format_report(report: dict[str, Any]) -> str:
