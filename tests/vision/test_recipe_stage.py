@@ -37,3 +37,16 @@ def test_report_shows_the_recorded_vision_tables(tmp_path):
     assert "Vision" in md and "61.0 ± 4.8" in md and "held-out VQA accuracy" in md
     empty = Path(write_report({}, tmp_path / "empty")).with_name("report.md").read_text()
     assert "vision: not run." in empty
+
+
+def test_compare_runs_is_paired_and_refuses_other_questions():
+    import pytest
+
+    from herd.vision.train import compare_runs
+
+    a = {"questions": 4, "hits": {"vision": [1, 1, 0, 1]}}
+    b = {"questions": 4, "hits": {"vision": [1, 0, 0, 0]}}
+    g = compare_runs(a, b)
+    assert g["gain"] == 0.5 and g["n"] == 4 and g["ci95"] == pytest.approx(1.96 * (1 / 3) ** 0.5 / 2)
+    with pytest.raises(ValueError, match="scored 4 and 3 questions"):
+        compare_runs(a, {"questions": 3, "hits": {"vision": [1, 0, 0]}})
