@@ -40,11 +40,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--unprotected", default="", help="with --tools: threats to accept unprotected, e.g. files,network")
     p.add_argument("--max-tool-steps", type=int, default=4, help="with --tools: tool calls per user message")
+    p.add_argument("--image", default=None, help="MODEL is a herd vision folder: answer questions about this image")
     p.set_defaults(func=chat_command)
 
 
 def chat_command(args: argparse.Namespace) -> int:
     from herd.tokenizer import load_chat_format
+
+    if getattr(args, "image", None):
+        from herd.vision.chat import image_chat
+
+        return image_chat(args.model, args.image, args.message, args.max_new_tokens)
 
     toolbox = None
     if getattr(args, "tools", None):

@@ -20,6 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("src", help="a folder with config.json + safetensors (MllamaForConditionalGeneration)")
     c.add_argument("dst", help="the folder to write")
     c.set_defaults(func=convert_command)
+    k = verbs.add_parser("compare", help="paired held-out VQA gain of run A over run B (two report.json)")
+    k.add_argument("a", help="report.json of run A")
+    k.add_argument("b", help="report.json of run B (same data, seed and eval_limit)")
+    k.set_defaults(func=compare_command)
     i = verbs.add_parser("info", help="shapes and parameter counts of the vision presets")
     i.set_defaults(func=info_command)
 
@@ -39,6 +43,18 @@ def train_command(args: argparse.Namespace) -> int:
     cfg = load_args_config(VisionTrainConfig, args)
     print(format_report(run_recipe(cfg)))
     print(f"report: {cfg.out_dir}/report.json")
+    return 0
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from herd.vision.train import compare_runs
+
+    a, b = (json.loads(Path(p).read_text()) for p in (args.a, args.b))
+    g = compare_runs(a, b)
+    print(f"A - B: {100 * g['gain']:+.1f} ± {100 * g['ci95']:.1f} points (paired, n={g['n']})")
     return 0
 
 

@@ -13,6 +13,7 @@ record says "not recorded". Sections, in recipe order:
   posttrain   held-out metrics per round (RM, rejection sampling, SFT, DPO) [P §4]
   eval        scores ± 95% CI (chat, and base if given), robustness, contamination [P §5]
   safety      VR / FRR ± 95% CI per category without and with the guard; 50-gram memorization [P §5.4]
+  vision      held-out VQA vs blind baselines, CLIP retrieval, DPO, video QA, each ± 95% CI [P §7]
   chats       sample completions before and after post-training (given by the caller)
   lineage     every MANIFEST.json: config hash, inputs with hashes, upstream manifests, versions, time
 
@@ -45,6 +46,7 @@ STAGES = (
     "eval",
     "safety",
     "memorization",
+    "vision",
 )
 NOT_RUN = "not run"
 NOT_RECORDED = "not recorded"
@@ -798,6 +800,25 @@ def _safety_section(ctx: _Ctx) -> Section:
     return Section("safety", title, blocks)
 
 
+# ---------------------------------------------------------------------------------------------- vision
+
+
+def _vision_section(ctx: _Ctx) -> Section:
+    title = "Vision"
+    folder = ctx.dir("vision")
+    if folder is None:
+        return _not_run("vision", title)
+    blocks: list[Any] = [
+        Paragraph(
+            "Image encoder + gated cross-attention adapters on the frozen language model, trained on the "
+            "generated image-text pairs; held-out VQA against blind baselines, ± 95% CI [P §7]."
+        )
+    ]
+    counts = _counts(folder)
+    tables = _declared("vision", folder, counts, ctx.out)
+    return Section("vision", title, blocks + (tables or [_not_recorded("vision", "VQA tables", folder)]))
+
+
 # ---------------------------------------------------------------------------------------------- chats
 
 
@@ -900,6 +921,7 @@ _SECTIONS: Sequence[Callable[[_Ctx], Section]] = (
     _eval_section,
     _contamination_section,
     _safety_section,
+    _vision_section,
     _chats_section,
     _lineage_section,
 )

@@ -162,6 +162,11 @@ class Recipe:
         run_recipe_safety(self.cfg.safety, self.chat_model(), Path(self.cfg.posttrain.base.model),
                           self.cfg.tokenize.tokenizer, Path(self.cfg.tokenize.out), self.root)  # fmt: skip
 
+    def stage_vision(self) -> None:
+        from herd.vision.recipe import run_recipe_vision
+
+        run_recipe_vision(self.cfg.vision, self.root)
+
     def stage_report(self) -> None:
         stages = {
             "corpus": Path(self.cfg.corpus.documents) if self.cfg.corpus.documents else self.root / "corpus",
@@ -174,6 +179,7 @@ class Recipe:
             "eval_base": self.root / "eval-base",
             "safety": self.root / "safety",
             "memorization": self.root / "safety-memorization",
+            "vision": self.root / "vision",
         }
         stages = {k: v for k, v in stages.items() if v.exists()}
         models = {"base": Path(self.cfg.posttrain.base.model), "chat": self.chat_model()}

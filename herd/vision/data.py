@@ -28,6 +28,29 @@ COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), 
 SHAPES = ("circle", "square", "triangle")
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 WORDS = ("cat", "dog", "sun", "map", "red", "box", "cup", "pen", "key", "car", "hat", "bus", "egg", "fox")
+DIRECTIONS = ("left", "right", "up", "down")
+
+# Question prefix → the closed answer set of that question type (VQA scoring and DPO's wrong answers).
+ANSWER_SETS: dict[str, tuple[str, ...]] = {
+    "What colour": tuple(COLOURS),
+    "What shape": SHAPES,
+    "Where is": ("left", "middle", "right"),
+    "How many": NUMBER_WORDS[1:4],
+    "What digit": NUMBER_WORDS,
+    "What does the text say": WORDS,
+    "Which bar": ("a", "b", "c"),
+    "Which way": DIRECTIONS,
+    "Which colour appeared first": tuple(COLOURS),
+    "In how many frames": NUMBER_WORDS[2:9],
+}
+
+
+def answer_set(question: str) -> tuple[str, ...]:
+    """The candidate answers of a question's type; an unknown question type is an error."""
+    for prefix, answers in ANSWER_SETS.items():
+        if question.startswith(prefix):
+            return answers
+    raise ValueError(f"no answer set for question {question!r}")
 
 
 @dataclass(frozen=True)
@@ -43,6 +66,9 @@ class VisionDataConfig:
     phash_distance: int = 0  # bits; 0 drops exact pHash matches only
     ngram: int = 2
     resample_t: float = 40.0  # T in √(T/f) [P §7.1.1]
+    n_videos: int = 400  # short clips for video QA (0: none)
+    video_frames: int = 8
+    video_size: int = 32  # frame side in pixels (small: a clip is n_frames images)
 
 
 @dataclass
@@ -143,6 +169,84 @@ def render_chart(rng: random.Random, size: int, i: int) -> Pair:
     return Pair(f"chart-{i:05d}", "chart", caption, [("Which bar is tallest?", top)], img)
 
 
+def _draw(draw, shape: str, cx: float, cy: float, r: float, fill: tuple[int, int, int]) -> None:
+    box = (cx - r, cy - r, cx + r, cy + r)
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape == "square":
+        draw.rectangle(box, fill=fill)
+    else:
+        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fill)
+
+
+def render_video(rng: random.Random, size: int, n_frames: int, i: int) -> tuple[dict[str, Any], Any]:
+    """A clip of `n_frames` frames, stored as one horizontal strip: shape A moves in one direction and is
+    visible for a run of frames; shape B (another colour) sits still and shows up at another frame.
+    QA: A's direction, which colour appeared first, and in how many frames A is visible."""
+    from PIL import Image, ImageDraw
+
+    (ca, cb), (sa, sb) = rng.sample(list(COLOURS), 2), rng.sample(SHAPES, 2)
+    direction = rng.choice(DIRECTIONS)
+    a0 = rng.randrange(0, n_frames - 1)
+    a1 = rng.randrange(a0 + 2, n_frames + 1)  # A visible in frames [a0, a1), at least 2: it must move
+    b0 = rng.choice([f for f in range(n_frames) if f != a0])
+    r = size / 8
+    step = (size - 4 * r) / max(1, n_frames - 1)  # A crosses the frame over the whole clip
+    dx, dy = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}[direction]
+    fixed = rng.uniform(2 * r, size - 2 * r)  # A's coordinate across its motion
+    bx, by = rng.uniform(r, size - r), rng.uniform(r, size - r)
+    strip = Image.new("RGB", (size * n_frames, size), (255, 255, 255))
+    for f in range(n_frames):
+        frame = Image.new("RGB", (size, size), (255, 255, 255))
+        draw = ImageDraw.Draw(frame)
+        if f >= b0:
+            _draw(draw, sb, bx, by, r, COLOURS[cb])
+        if a0 <= f < a1:
+            t = 2 * r + step * f
+            along = t if (dx + dy) > 0 else size - t
+            cx, cy = (along, fixed) if dx else (fixed, along)
+            _draw(draw, sa, cx, cy, r, COLOURS[ca])
+        strip.paste(frame, (f * size, 0))
+    first = ca if a0 < b0 else cb
+    qa = [(f"Which way does the {ca} {sa} move?", direction), ("Which colour appeared first?", first),
+          (f"In how many frames is the {ca} {sa} visible?", NUMBER_WORDS[a1 - a0])]  # fmt: skip
+    caption = f"a {ca} {sa} moving {direction}, then a {cb} {sb} appears." if a0 < b0 else (
+        f"a {cb} {sb} appears, then a {ca} {sa} moving {direction}.")  # fmt: skip
+    row = {"id": f"video-{i:05d}", "kind": "video", "image": f"videos/video-{i:05d}.png", "caption": caption,
+           "n_frames": n_frames, "qa": [{"question": q, "answer": a} for q, a in qa]}  # fmt: skip
+    return row, strip
+
+
+def preference_rows(rows: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """DPO pairs from rendered-scene questions: the true answer is chosen, a random other answer of the
+    same question type is rejected [P §7.5.4 uses model samples with human edits; here the data's truth]."""
+    rng = random.Random(seed)
+    out = []
+    for r in rows:
+        if r["kind"] != "scene":
+            continue
+        for q in r["qa"]:
+            wrong = [a for a in answer_set(q["question"]) if a != q["answer"]]
+            out.append({"id": r["id"], "image": r["image"], "question": q["question"], "chosen": q["answer"],
+                        "rejected": rng.choice(wrong)})  # fmt: skip
+    return out
+
+
+def write_videos(cfg: VisionDataConfig, out: Path) -> dict[str, int]:
+    """video_train.jsonl / video_heldout.jsonl and videos/*.png (one strip per clip), split by clip."""
+    rng = random.Random(cfg.seed + 2)
+    (out / "videos").mkdir()
+    splits: dict[str, list[dict[str, Any]]] = {"train": [], "heldout": []}
+    for i in range(cfg.n_videos):
+        row, strip = render_video(rng, cfg.video_size, cfg.video_frames, i)
+        strip.save(out / row["image"])
+        split = "heldout" if rng.random() < cfg.heldout_fraction else "train"
+        splits[split].append({**row, "split": split})
+    for split, rows in splits.items():
+        (out / f"video_{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {"video_train": len(splits["train"]), "video_heldout": len(splits["heldout"])}
+
+
 def generate(cfg: VisionDataConfig) -> list[Pair]:
     rng = random.Random(cfg.seed)
     pairs = [render_scene(rng, cfg.image_size, i) for i in range(cfg.n_scenes)]
@@ -208,6 +312,9 @@ def build(cfg: VisionDataConfig, out: Path) -> dict[str, Any]:
     for split, rows in splits.items():
         name = "pairs.jsonl" if split == "train" else "heldout.jsonl"
         (out / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prefs = preference_rows(splits["train"], cfg.seed + 3)
+    (out / "preferences.jsonl").write_text("".join(json.dumps(r) + "\n" for r in prefs))
+    videos = write_videos(cfg, out)
     drops = [{**p.row("dropped"), "reason": r} for p, r in dup]
     drops += [{**p.row("dropped"), "reason": "ngram_resample"} for p in resampled]
     (out / "dropped" / "dropped.jsonl").write_text("".join(json.dumps(r) + "\n" for r in drops))
@@ -220,6 +327,8 @@ def build(cfg: VisionDataConfig, out: Path) -> dict[str, Any]:
         "heldout": len(splits["heldout"]),
         "by_kind": dict(sorted(by_kind.items())),
         "qa_heldout": sum(len(r["qa"]) for r in splits["heldout"]),
+        "preferences": len(prefs),
+        **videos,
     }
 
 
@@ -230,9 +339,19 @@ def run_data_stage(cfg: VisionDataConfig, force: bool = False):
     return run_stage(FnStage("vision-data", cfg, Path(cfg.out_dir), [], lambda tmp: build(cfg, tmp)), force=force)
 
 
+SPLIT_FILES = {
+    "train": ("pairs.jsonl", ("id", "image", "caption", "qa")),
+    "heldout": ("heldout.jsonl", ("id", "image", "caption", "qa")),
+    "preferences": ("preferences.jsonl", ("id", "image", "question", "chosen", "rejected")),
+    "video_train": ("video_train.jsonl", ("id", "image", "n_frames", "qa")),
+    "video_heldout": ("video_heldout.jsonl", ("id", "image", "n_frames", "qa")),
+}
+
+
 def load_split(folder: str | Path, split: str) -> list[dict[str, Any]]:
-    """Rows of pairs.jsonl ("train") or heldout.jsonl, each checked; a bad line names file and line."""
-    path = Path(folder) / ("pairs.jsonl" if split == "train" else "heldout.jsonl")
+    """Rows of one of SPLIT_FILES, each checked; a bad line names file, line and field."""
+    name, keys = SPLIT_FILES[split]
+    path = Path(folder) / name
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found (run the vision data stage first)")
     rows = []
@@ -241,7 +360,7 @@ def load_split(folder: str | Path, split: str) -> list[dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from None
-        for key in ("id", "image", "caption", "qa"):
+        for key in keys:
             if key not in row:
                 raise ValueError(f"{path}:{n}: missing field '{key}'")
         rows.append(row)

@@ -31,22 +31,14 @@ from torch import Tensor
 
 from herd.core.logging import get_logger
 from herd.vision.adapter import VisionLanguageModel
+from herd.vision.clip import ClipConfig
 from herd.vision.config import ENCODER_PRESETS, VisionConfig, every_fourth
-from herd.vision.data import COLOURS, NUMBER_WORDS, SHAPES, WORDS, VisionDataConfig, load_split, run_data_stage
+from herd.vision.data import VisionDataConfig, answer_set, load_split, run_data_stage
+from herd.vision.dpo import VisionDPOConfig
 from herd.vision.tiling import tile_image
+from herd.vision.video_qa import VideoQAConfig
 
 log = get_logger(__name__)
-
-# Question prefix → the closed answer set of that question type.
-ANSWER_SETS: dict[str, tuple[str, ...]] = {
-    "What colour": tuple(COLOURS),
-    "What shape": SHAPES,
-    "Where is": ("left", "middle", "right"),
-    "How many": NUMBER_WORDS[1:4],
-    "What digit": NUMBER_WORDS,
-    "What does the text say": WORDS,
-    "Which bar": ("a", "b", "c"),
-}
 
 
 @dataclass(frozen=True)
@@ -73,6 +65,9 @@ class VisionTrainConfig:
     # near tanh(0.1). A larger LR for the gate scalars alone lets them open within the budget.
     gate_lr_mult: float = 10.0
     eval_limit: int = 400  # held-out questions scored per model
+    clip: ClipConfig = field(default_factory=ClipConfig)  # optional first phase: contrastive encoder training
+    dpo: VisionDPOConfig = field(default_factory=VisionDPOConfig)  # optional last phase: DPO, EMA reference
+    video: VideoQAConfig = field(default_factory=VideoQAConfig)  # optional: the video adapter on the result
 
 
 def build_model(cfg: VisionTrainConfig) -> tuple[VisionLanguageModel, Any]:
@@ -170,13 +165,6 @@ def train_stage(model, tok, images, items, stage: StageSteps, cfg: VisionTrainCo
 # Evaluation
 
 
-def answer_set(question: str) -> tuple[str, ...]:
-    for prefix, answers in ANSWER_SETS.items():
-        if question.startswith(prefix):
-            return answers
-    raise ValueError(f"no answer set for question {question!r}")
-
-
 def heldout_questions(rows: list[dict[str, Any]], limit: int, seed: int) -> list[tuple[str, str, str, str]]:
     """(image id, kind, question, answer), a seeded sample of at most `limit`."""
     qs = [(r["id"], r["kind"], q["question"], q["answer"]) for r in rows for q in r["qa"]]
@@ -255,21 +243,23 @@ def paired_gain(a: list[int], b: list[int]) -> dict[str, float]:
 
 
 def run_recipe(cfg: VisionTrainConfig) -> dict[str, Any]:
+    """clip (optional) → pretrain → anneal → SFT → DPO (optional) → video (optional), with the evals of each."""
     torch.manual_seed(cfg.seed)
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     data = run_data_stage(cfg.data)
     folder = Path(cfg.data.out_dir)
     train_rows, held_rows = load_split(folder, "train"), load_split(folder, "heldout")
     model, tok = build_model(cfg)
     images = load_images(folder, train_rows + held_rows, cfg.data.image_size)
     questions = heldout_questions(held_rows, cfg.eval_limit, cfg.seed)
-    report: dict[str, Any] = {"data": data.counts, "questions": len(questions)}
+    report: dict[str, Any] = {"data": data.counts, "questions": len(questions), "losses": {}}
     blind = blind_score(model, tok, images, questions)
     # Gates at 0: the image cannot change a single answer (checked on a slice; the full pass costs minutes).
     if score(model, tok, images, questions[:32], see=True) != blind[:32]:
         raise RuntimeError("zero-gate vision model disagrees with the text-only model")
     majority = majority_baseline(train_rows, questions)
-    report["losses"] = {}
+    if cfg.clip.steps:
+        report["clip"] = clip_phase(model, tok, images, train_rows, held_rows, cfg)
     schedule = (("pretrain", "caption", cfg.pretrain), ("anneal", "mix", cfg.anneal), ("sft", "qa", cfg.sft))
     for name, kind, stage in schedule:
         report["losses"][name] = train_stage(model, tok, images, examples(train_rows, kind), stage, cfg, name)
@@ -279,22 +269,109 @@ def run_recipe(cfg: VisionTrainConfig) -> dict[str, Any]:
         "majority_prior": summarize(majority, questions),
         "vision": summarize(trained, questions),
     }
+    report["hits"] = {"text_only": blind, "vision": trained}  # per question, for paired comparisons of runs
     report["gain_vs_text_only"] = paired_gain(trained, blind)
     report["gain_vs_majority_prior"] = paired_gain(trained, majority)
+    if cfg.dpo.steps:
+        report.update(dpo_phase(model, tok, images, load_split(folder, "preferences"), questions, trained, blind, cfg))
     report["gates"] = {
         k: [b.gate_attn.detach().tanh().item(), b.gate_ffwd.detach().tanh().item()]
         for k, b in model.cross_layers.items()
     }
-    report["wall_s"] = time.perf_counter() - start
-    report["threads"] = torch.get_num_threads()
     out = Path(cfg.out_dir)
+    from herd.vision.chat import save_vision_model
+
+    save_vision_model(model, cfg, out / "model")
+    if cfg.video.steps:
+        report["video"] = video_phase(model, tok, folder, cfg)
+    report["wall_s"] = time.perf_counter() - start
+    report["cpu_s"] = time.process_time() - cpu0
+    report["threads"] = torch.get_num_threads()
+    report["report"] = {"tables": report_tables(report)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    adapter = {k: v for k, v in model.state_dict().items() if not k.startswith("text.")}
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in adapter.items()}, str(out / "adapter.safetensors"))
     return report
+
+
+def clip_phase(model, tok, images, train_rows, held_rows, cfg: VisionTrainConfig) -> dict[str, Any]:
+    """Contrastive pre-training of model.encoder in place; held-out retrieval before and after."""
+    from herd.vision.clip import ClipModel, retrieval, train_clip
+
+    clip = ClipModel(model.encoder, tok.vocab_size, cfg.clip, seed=cfg.seed)
+    before = retrieval(clip, tok, images, held_rows)
+    losses = train_clip(clip, tok, images, train_rows, cfg.clip, seed=cfg.seed)
+    after = retrieval(clip, tok, images, held_rows)
+    log.info("clip: held-out recall@1 %.3f -> %.3f (chance %.3f)", before["recall_at_1"], after["recall_at_1"],
+             after["chance"])  # fmt: skip
+    return {"losses": losses, "retrieval_before": before, "retrieval": after,
+            "temperature": 1 / clip.logit_scale.detach().exp().item()}  # fmt: skip
+
+
+def dpo_phase(model, tok, images, prefs, questions, trained, blind, cfg: VisionTrainConfig) -> dict[str, Any]:
+    """DPO with an EMA reference after SFT; held-out VQA after it, paired against the SFT model."""
+    from herd.vision.dpo import train_vision_dpo
+
+    hist = train_vision_dpo(model, tok, images, prefs, cfg.dpo, seed=cfg.seed)
+    after = score(model, tok, images, questions, see=True)
+    return {
+        "dpo": hist,
+        "hits_dpo": after,
+        "eval_dpo": summarize(after, questions),
+        "gain_dpo_vs_sft": paired_gain(after, trained),
+        "gain_dpo_vs_text_only": paired_gain(after, blind),
+    }
+
+
+def video_phase(model: VisionLanguageModel, tok, folder: Path, cfg: VisionTrainConfig) -> dict[str, Any]:
+    """The video aggregator + video cross-attention on the frozen image model; held-out video QA."""
+    from herd.vision.video_qa import build_video_model, evaluate_video, load_clips, train_video
+
+    train_rows, held_rows = load_split(folder, "video_train"), load_split(folder, "video_heldout")
+    clips = load_clips(folder, train_rows + held_rows, model.cfg.encoder.image_size)
+    n_frames = int(train_rows[0]["n_frames"])
+    video = build_video_model(model, n_frames, cfg.video, seed=cfg.seed)
+    losses = train_video(video, tok, clips, train_rows, cfg.video, seed=cfg.seed)
+    return {
+        "losses": losses,
+        **evaluate_video(video, tok, clips, train_rows, held_rows, cfg.video.eval_limit, cfg.seed),
+    }
+
+
+def report_tables(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tables the recipe report shows for the vision stage (herd.recipe.report reads counts["report"])."""
+
+    def pm(r: dict[str, Any]) -> str:
+        return f"{100 * r['acc']:.1f} ± {100 * r['ci95']:.1f}"
+
+    ev = dict(report["eval"])
+    if "eval_dpo" in report:
+        ev["vision_dpo"] = report["eval_dpo"]
+    kinds = list(ev["vision"])
+    tables = [{"head": ["model", *kinds], "rows": [[k, *(pm(v[x]) for x in kinds)] for k, v in ev.items()],
+               "caption": f"held-out VQA accuracy % ± 95% CI, n={report['questions']} [P §7.6]"}]  # fmt: skip
+    gains = [[k, f"{100 * report[k]['gain']:+.1f} ± {100 * report[k]['ci95']:.1f}", report[k]["n"]]
+             for k in ("gain_vs_text_only", "gain_vs_majority_prior", "gain_dpo_vs_sft") if k in report]  # fmt: skip
+    tables.append({"head": ["paired gain", "points ± 95% CI", "n"], "rows": gains, "caption": "paired per question"})
+    if "clip" in report:
+        c = report["clip"]
+        rows = [[k, f"{100 * c[k]['recall_at_1']:.1f} ± {100 * c[k]['ci95']:.1f}", f"{100 * c[k]['chance']:.1f}",
+                 c[k]["n"]] for k in ("retrieval_before", "retrieval")]  # fmt: skip
+        tables.append({"head": ["CLIP encoder", "image→text recall@1 %", "chance %", "n"], "rows": rows,
+                       "caption": "held-out retrieval before and after contrastive pre-training"})  # fmt: skip
+    if "video" in report:
+        v, g = report["video"], report["video"]["gain_vs_text_only"]
+        vk = list(v["eval"]["video"])
+        rows = [[k, *(pm(r[x]) for x in vk)] for k, r in v["eval"].items()]
+        caption = f"held-out video QA % ± 95% CI; gain vs text-only {100 * g['gain']:+.1f} ± {100 * g['ci95']:.1f}"
+        tables.append({"head": ["video model", *vk], "rows": rows, "caption": caption})
+    return tables
+
+
+def compare_runs(a: dict[str, Any], b: dict[str, Any], key: str = "vision") -> dict[str, float]:
+    """Paired held-out VQA gain of run a over run b (same questions: same data, seed and eval_limit)."""
+    if a["questions"] != b["questions"]:
+        raise ValueError(f"compare: runs scored {a['questions']} and {b['questions']} questions")
+    return paired_gain(a["hits"][key], b["hits"][key])
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -305,7 +382,13 @@ def format_report(report: dict[str, Any]) -> str:
     for name, res in ev.items():
         cells = "".join(f"{100 * res[k]['acc']:>10.1f} ± {100 * res[k]['ci95']:4.1f}" for k in kinds)
         lines.append(f"{name:<16}{cells}")
-    for key in ("gain_vs_text_only", "gain_vs_majority_prior"):
-        g = report[key]
-        lines.append(f"{key}: {100 * g['gain']:+.1f} ± {100 * g['ci95']:.1f} points (paired, n={g['n']})")
+    for key in ("gain_vs_text_only", "gain_vs_majority_prior", "gain_dpo_vs_sft", "gain_dpo_vs_text_only"):
+        if key in report:
+            g = report[key]
+            lines.append(f"{key}: {100 * g['gain']:+.1f} ± {100 * g['ci95']:.1f} points (paired, n={g['n']})")
+    for t in report["report"]["tables"][2:]:
+        lines.append(" | ".join(t["head"]))
+        lines += [" | ".join(map(str, r)) for r in t["rows"]]
+        lines.append(t["caption"])
+    lines.append(f"wall {report['wall_s']:.0f} s, process CPU {report['cpu_s']:.0f} s, {report['threads']} threads")
     return "\n".join(lines)

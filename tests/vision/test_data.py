@@ -15,7 +15,9 @@ pytest.importorskip("imagehash")
 
 
 def small(tmp_path, **kw) -> VisionDataConfig:
-    return VisionDataConfig(out_dir=str(tmp_path / "data"), n_scenes=40, n_digits=15, n_ocr=8, n_charts=3, **kw)
+    return VisionDataConfig(
+        out_dir=str(tmp_path / "data"), n_scenes=40, n_digits=15, n_ocr=8, n_charts=3, n_videos=6, **kw
+    )
 
 
 def test_stage_writes_pairs_manifest_and_dropped(tmp_path):
