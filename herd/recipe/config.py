@@ -36,10 +36,11 @@ from herd.eval.config import EvalConfig
 from herd.posttrain.rounds import PosttrainConfig
 from herd.recipe.plan import ClusterSection
 from herd.safety.recipe import RecipeSafetySection
+from herd.speech.recipe import RecipeSpeechSection
 from herd.train.config import PretrainConfig
 
 # Stages in order; `herd recipe CONFIG --stage NAME` runs one.
-STAGES = ("corpus", "curate", "tokenizer", "tokenize", "pretrain", "posttrain", "eval", "safety", "report")
+STAGES = ("corpus", "curate", "tokenizer", "tokenize", "pretrain", "posttrain", "eval", "safety", "speech", "report")
 
 # The recipe tables that are a stage's own config dataclass; `config` in such a table names its base TOML.
 EMBEDDED: dict[str, type] = {
@@ -95,6 +96,7 @@ class RecipeConfig:
     posttrain: PosttrainConfig = field(default_factory=PosttrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     safety: RecipeSafetySection = field(default_factory=RecipeSafetySection)  # VR/FRR ± guard, memorization
+    speech: RecipeSpeechSection = field(default_factory=RecipeSpeechSection)  # ASR WER ± CI [P §8]
     report: ReportSection = field(default_factory=ReportSection)
     cluster: ClusterSection = field(default_factory=ClusterSection)  # for --dry-run plans
 
