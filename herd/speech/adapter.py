@@ -76,7 +76,9 @@ class SpeechAdapter(nn.Module):
         return torch.div(lengths + 2 * p - k, s, rounding_mode="floor") + 1
 
     def forward(self, h: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.conv(h.transpose(1, 2)).transpose(1, 2)  # (B, T/2, d): 80 ms frames
+        real = torch.arange(h.shape[1], device=h.device)[None, :, None] < lengths[:, None, None]
+        # Zero the encoder's padded frames: the kernel of the last real 80 ms frame reaches one of them.
+        x = self.conv((h * real.to(h.dtype)).transpose(1, 2)).transpose(1, 2)  # (B, T/2, d): 80 ms frames
         out_len = self.out_lengths(lengths)
         keep = torch.arange(x.shape[1], device=x.device)[None] < out_len[:, None]
         cos, sin = rope_cos_sin(self.inv_freq, torch.arange(x.shape[1], device=x.device))
