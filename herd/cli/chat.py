@@ -9,6 +9,10 @@ exchange prints one fixed refusal, and the refusal, not the blocked reply, enter
 in the system prompt, each call is executed (Python in herd's sandbox, BM25 search over `--corpus`, a
 sympy calculator) and its result goes back as an `ipython` message until the model answers. Python runs
 only where the kernel isolates it; `--unprotected files,network` accepts running without those layers.
+
+`--audio FILE.wav` (MODEL a `herd speech train` folder) answers a spoken prompt instead (herd.speech.infer):
+the reply under the paper's ASR prompt (a transcript), or under `--audio-prompt TEXT` ("" = the spoken
+dialogue layout: speech alone).
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unprotected", default="", help="with --tools: threats to accept unprotected, e.g. files,network")
     p.add_argument("--max-tool-steps", type=int, default=4, help="with --tools: tool calls per user message")
     p.add_argument("--image", default=None, help="MODEL is a herd vision folder: answer questions about this image")
+    p.add_argument("--audio", default=None, help="a 16 kHz WAV spoken prompt; MODEL is a speech model folder")
+    p.add_argument("--audio-prompt", default=None, help="with --audio: the text before the speech ('' = none)")
     p.set_defaults(func=chat_command)
 
 
@@ -52,6 +58,12 @@ def chat_command(args: argparse.Namespace) -> int:
 
         return image_chat(args.model, args.image, args.message, args.max_new_tokens)
 
+    if getattr(args, "audio", None):
+        from herd.speech.infer import load_speech_model, respond
+
+        model, tok = load_speech_model(args.model)
+        print(respond(model, tok, args.audio, args.audio_prompt, max_new_tokens=min(args.max_new_tokens, 64)))
+        return 0
     toolbox = None
     if getattr(args, "tools", None):
         toolbox = _toolbox(args)

@@ -36,11 +36,24 @@ from herd.eval.config import EvalConfig
 from herd.posttrain.rounds import PosttrainConfig
 from herd.recipe.plan import ClusterSection
 from herd.safety.recipe import RecipeSafetySection
+from herd.speech.recipe import RecipeSpeechSection
 from herd.train.config import PretrainConfig
 from herd.vision.recipe import RecipeVisionSection
 
 # Stages in order; `herd recipe CONFIG --stage NAME` runs one.
-STAGES = ("corpus", "curate", "tokenizer", "tokenize", "pretrain", "posttrain", "eval", "safety", "vision", "report")
+STAGES = (
+    "corpus",
+    "curate",
+    "tokenizer",
+    "tokenize",
+    "pretrain",
+    "posttrain",
+    "eval",
+    "safety",
+    "vision",
+    "speech",
+    "report",
+)
 
 # The recipe tables that are a stage's own config dataclass; `config` in such a table names its base TOML.
 EMBEDDED: dict[str, type] = {
@@ -97,6 +110,7 @@ class RecipeConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     safety: RecipeSafetySection = field(default_factory=RecipeSafetySection)  # VR/FRR ± guard, memorization
     vision: RecipeVisionSection = field(default_factory=RecipeVisionSection)  # image adapter, VQA [P §7]
+    speech: RecipeSpeechSection = field(default_factory=RecipeSpeechSection)  # ASR WER ± CI [P §8]
     report: ReportSection = field(default_factory=ReportSection)
     cluster: ClusterSection = field(default_factory=ClusterSection)  # for --dry-run plans
 

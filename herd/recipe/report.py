@@ -14,6 +14,7 @@ record says "not recorded". Sections, in recipe order:
   eval        scores ± 95% CI (chat, and base if given), robustness, contamination [P §5]
   safety      VR / FRR ± 95% CI per category without and with the guard; 50-gram memorization [P §5.4]
   vision      held-out VQA vs blind baselines, CLIP retrieval, DPO, video QA, each ± 95% CI [P §7]
+  speech      ASR WER [95% CI] on held-out sentences (trained voices) and unseen voices, before/after [P §8]
   chats       sample completions before and after post-training (given by the caller)
   lineage     every MANIFEST.json: config hash, inputs with hashes, upstream manifests, versions, time
 
@@ -47,6 +48,7 @@ STAGES = (
     "safety",
     "memorization",
     "vision",
+    "speech",
 )
 NOT_RUN = "not run"
 NOT_RECORDED = "not recorded"
@@ -819,6 +821,34 @@ def _vision_section(ctx: _Ctx) -> Section:
     return Section("vision", title, blocks + (tables or [_not_recorded("vision", "VQA tables", folder)]))
 
 
+# ---------------------------------------------------------------------------------------------- speech
+
+
+def _speech_section(ctx: _Ctx) -> Section:
+    title = "Speech"
+    folder = ctx.dir("speech")
+    if folder is None:
+        return _not_run("speech", title)
+    asr = _counts(folder).get("asr")
+    if not asr:
+        return Section("speech", title, [_not_recorded("speech", "ASR WER", folder)])
+    blocks: list[Any] = [
+        Paragraph(
+            "Word error rate of greedy transcripts of espeak-ng speech through the Conformer encoder, the adapter "
+            "and the frozen LM, on sentences never trained on, spoken in trained voices (test_sentences) and in "
+            "voices never trained on (test_voices); [95% bootstrap CI] [P §8]."
+        )
+    ]
+    rows = [[split, _wer(r.get("untrained")), _wer(r.get("trained")), (r.get("trained") or {}).get("n")]
+            for split, r in asr.items()]  # fmt: skip
+    blocks.append(Table(["split", "WER untrained", "WER trained", "N utterances"], rows))
+    return Section("speech", title, blocks)
+
+
+def _wer(r: dict | None) -> str:
+    return "–" if not r else f"{r['wer']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+
+
 # ---------------------------------------------------------------------------------------------- chats
 
 
@@ -922,6 +952,7 @@ _SECTIONS: Sequence[Callable[[_Ctx], Section]] = (
     _contamination_section,
     _safety_section,
     _vision_section,
+    _speech_section,
     _chats_section,
     _lineage_section,
 )

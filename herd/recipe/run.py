@@ -2,11 +2,11 @@
 
 corpus → curate → tokenizer → tokenize → pretrain (ramps, annealing, Polyak average) → posttrain
 (RM → RS → SFT → DPO rounds) → eval (chat and base model; contamination against the run's own shards)
-→ report. Every step is a `Stage` (herd.core.stage) run by the one runner, which skips a stage whose
-folder is finished under the same key (name, code version, whole config, input content), so a killed
-recipe picks up at the stage it was in (pretraining resumes from its last checkpoint). `--stage NAME`
-runs one stage on the outputs already there; a changed key runs it again, and everything downstream
-sees changed inputs.
+→ safety → speech (espeak-ng ASR through a frozen LM, when enabled) → report. Every step is a `Stage`
+(herd.core.stage) run by the one runner, which skips a stage whose folder is finished under the same key
+(name, code version, whole config, input content), so a killed recipe picks up at the stage it was in
+(pretraining resumes from its last checkpoint). `--stage NAME` runs one stage on the outputs already
+there; a changed key runs it again, and everything downstream sees changed inputs.
 """
 
 from __future__ import annotations
@@ -167,6 +167,15 @@ class Recipe:
 
         run_recipe_vision(self.cfg.vision, self.root)
 
+    def stage_speech(self) -> None:
+        from herd.speech.recipe import run_recipe_speech
+
+        section = self.cfg.speech
+        if not section.enabled:
+            log.info("speech: not enabled ([speech] enabled = true)")
+            return
+        run_recipe_speech(section, self.root, self.chat_model() if section.lm == "chat" else None)
+
     def stage_report(self) -> None:
         stages = {
             "corpus": Path(self.cfg.corpus.documents) if self.cfg.corpus.documents else self.root / "corpus",
@@ -180,6 +189,7 @@ class Recipe:
             "safety": self.root / "safety",
             "memorization": self.root / "safety-memorization",
             "vision": self.root / "vision",
+            "speech": self.root / "speech" / "model",
         }
         stages = {k: v for k, v in stages.items() if v.exists()}
         models = {"base": Path(self.cfg.posttrain.base.model), "chat": self.chat_model()}

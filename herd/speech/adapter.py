@@ -56,21 +56,35 @@ class SpeechAdapter(nn.Module):
                                 ffn_dim=cfg.ffn_dim, vocab_size=1, rope_scaling=None)  # fmt: skip
         self.block = TransformerBlock(block_cfg, 0)  # herd's rotary pre-norm layer, run non-causally
         self.proj = nn.Linear(cfg.dim, lm_dim)
+        # The LM only ever saw its own token embeddings (RMS ~0.02 at init, a little more once trained);
+        # unnormalized adapter outputs came out ~5x larger (measured: RMS 0.35 vs 0.07), and with them and a
+        # one-step warm-up the SFT loss did not move (docs/speech.md). An RMSNorm whose gain starts at the
+        # LM table's RMS puts them on its scale [D].
+        self.out_norm = nn.RMSNorm(lm_dim, eps=1e-6)
         self.special = nn.Parameter(torch.randn(2, lm_dim) * 0.02)  # begin/end-of-speech embeddings
         self.register_buffer("inv_freq", rope_inv_freq(cfg.dim // cfg.n_heads, cfg.rope_theta, None), persistent=False)
+
+    @torch.no_grad()
+    def match_scale(self, table: Tensor) -> None:
+        """Start the output gain and the two special embeddings at the RMS of the LM's embedding table."""
+        rms = table.float().pow(2).mean().sqrt().item()
+        self.out_norm.weight.fill_(rms)
+        self.special.mul_(rms / self.special.float().pow(2).mean().sqrt().item())
 
     def out_lengths(self, lengths: Tensor) -> Tensor:
         k, s, p = self.cfg.kernel, self.cfg.stride, self.cfg.kernel // 2
         return torch.div(lengths + 2 * p - k, s, rounding_mode="floor") + 1
 
     def forward(self, h: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.conv(h.transpose(1, 2)).transpose(1, 2)  # (B, T/2, d): 80 ms frames
+        real = torch.arange(h.shape[1], device=h.device)[None, :, None] < lengths[:, None, None]
+        # Zero the encoder's padded frames: the kernel of the last real 80 ms frame reaches one of them.
+        x = self.conv((h * real.to(h.dtype)).transpose(1, 2)).transpose(1, 2)  # (B, T/2, d): 80 ms frames
         out_len = self.out_lengths(lengths)
         keep = torch.arange(x.shape[1], device=x.device)[None] < out_len[:, None]
         cos, sin = rope_cos_sin(self.inv_freq, torch.arange(x.shape[1], device=x.device))
         # Bidirectional over the utterance; padded frames are never keys.
         x = self.block(x, cos.to(x.dtype), sin.to(x.dtype), AttentionKernel(mask=keep[:, None, None, :]))
-        return self.proj(x), out_len  # (B, T/2, lm_dim)
+        return self.out_norm(self.proj(x)), out_len  # (B, T/2, lm_dim)
 
 
 @dataclass
@@ -89,6 +103,7 @@ class SpeechLM(nn.Module):
         self.lm, self.encoder, self.adapter = lm, encoder, adapter
         for p in self.lm.parameters():
             p.requires_grad_(False)  # [P §8.3]: the LM is frozen during speech SFT
+        adapter.match_scale(lm.tok_embeddings.weight)
 
     def train(self, mode: bool = True) -> SpeechLM:
         super().train(mode)
@@ -100,10 +115,16 @@ class SpeechLM(nn.Module):
         return self.adapter(h, lengths)
 
     def embed(
-        self, prefixes: Sequence[Sequence[int]], feats: Tensor, n_frames: Tensor, suffixes: Sequence[Sequence[int]]
+        self,
+        prefixes: Sequence[Sequence[int]],
+        feats: Tensor,
+        n_frames: Tensor,
+        suffixes: Sequence[Sequence[int]],
+        speech: tuple[Tensor, Tensor] | None = None,
     ) -> SplicedBatch:
-        """Row i: prefix tokens, <|begin_of_speech|>, its adapter outputs, <|end_of_speech|>, suffix tokens."""
-        speech, speech_len = self.speech_embeddings(feats, n_frames)  # (B, S, lm_dim)
+        """Row i: prefix tokens, <|begin_of_speech|>, its adapter outputs, <|end_of_speech|>, suffix tokens.
+        `speech` passes adapter outputs already computed (a caller that also needs the encoder's states)."""
+        speech, speech_len = self.speech_embeddings(feats, n_frames) if speech is None else speech  # (B, S, lm_dim)
         table = self.lm.tok_embeddings
         rows, ids, spans = [], [], []
         for i, (pre, suf) in enumerate(zip(prefixes, suffixes, strict=True)):
@@ -125,10 +146,11 @@ class SpeechLM(nn.Module):
         token_ids = nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=-1)
         return SplicedBatch(embeds, lengths, spans, token_ids)
 
-    def loss(self, prefixes, feats, n_frames, suffixes, targets: Sequence[Sequence[int]]) -> Tensor:
+    def loss(self, prefixes, feats, n_frames, suffixes, targets: Sequence[Sequence[int]],
+             speech: tuple[Tensor, Tensor] | None = None) -> Tensor:  # fmt: skip
         """Cross-entropy on the target tokens only (teacher-forced after the suffix), as SFT [P §4.3.1]."""
         full = [list(s) + list(t) for s, t in zip(suffixes, targets, strict=True)]
-        batch = self.embed(prefixes, feats, n_frames, full)
+        batch = self.embed(prefixes, feats, n_frames, full, speech)
         logits = self.lm(batch.embeds)  # right padding: causal attention never reaches it from real tokens
         labels = torch.full(batch.token_ids.shape, -100, dtype=torch.long, device=logits.device)
         for i, t in enumerate(targets):
@@ -138,8 +160,11 @@ class SpeechLM(nn.Module):
 
     @torch.no_grad()
     def transcribe(self, prefixes, feats, n_frames, suffixes, max_new_tokens: int = 48, stop_ids=()) -> list[list[int]]:
-        """Greedy decoding after the spliced prompt (left-padded into one KV-cached batch)."""
+        """Greedy decoding after the spliced prompt (left-padded into one KV-cached batch). A row stops at a
+        stop id or after as many tokens as it has 80 ms speech frames: speech does not carry more words than
+        that, and a runaway repetition otherwise turns into dozens of insertions."""
         batch = self.embed(prefixes, feats, n_frames, suffixes)
+        limit = [end - start for start, end in batch.speech_spans]
         B, L, _ = batch.embeds.shape
         pad = L - batch.lengths
         left = torch.zeros_like(batch.embeds)
@@ -153,7 +178,9 @@ class SpeechLM(nn.Module):
         done = torch.zeros(B, dtype=torch.bool, device=left.device)
         for _ in range(max_new_tokens):
             nxt = logits.argmax(-1)
-            done |= torch.isin(nxt, stops)
+            done |= torch.isin(nxt, stops) | torch.tensor(
+                [len(o) >= n for o, n in zip(out, limit, strict=True)], device=left.device
+            )
             for row, tok in enumerate(nxt.tolist()):
                 if not done[row]:
                     out[row].append(tok)

@@ -6,8 +6,9 @@ a small herd Llama with a BPE tokenizer both trained here on the train split's t
 CPU cores the 135M LM costs ~30 s per SFT step under load (measured; docs/speech.md), so the bundled
 recipe uses "tiny" and the same code runs the real LM where compute allows.
 
-Out (one folder): tokenizer.ranks + lm.safetensors (tiny LM), encoder.safetensors, adapter.safetensors,
-metrics.json (losses, WER with 95% CIs per split and voice, BLEU), transcripts.jsonl.
+Out (one folder): lm/ (the tiny LM as a herd model folder), encoder/adapter(/ctc_head).safetensors,
+speech_config.json (what herd.speech.infer rebuilds the model from), metrics.json (losses, WER with
+95% CIs per split and voice, BLEU), transcripts.jsonl.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ class TinyLMConfig:
     steps: int = 300
     lr: float = 3e-3
     batch_size: int = 32
+    # Share of "copy" documents: a random word string from the texts' words, a newline, the same string.
+    # They give the frozen LM the in-context copying every real LM has (induction heads), which "Repeat
+    # after me" relies on; random strings cannot be memorized [D, see docs/speech.md].
+    copy_fraction: float = 0.0
 
 
 @dataclass
@@ -62,6 +67,8 @@ class SpeechTrainConfig:
     pretrain_lr: float = 2e-3
     sft_steps: int = 1000
     sft_lr: float = 1e-3
+    warmup: int = 50  # SFT warm-up steps before the cosine decay
+    ctc_weight: float = 0.0  # auxiliary character CTC loss on the encoder; an addition to the paper [D]
     batch_size: int = 16
     tasks: list[str] = field(default_factory=lambda: ["asr", "ast", "dialogue"])
     max_eval: int = 200  # utterances per held-out split
@@ -104,10 +111,12 @@ def build_tiny_lm(texts: list[str], cfg: TinyLMConfig, seed: int) -> tuple[Trans
                        tie_embeddings=True)  # fmt: skip
     lm = build_model(mcfg, seed=seed)
     rows = [[*tok.encode(t, bos=True), tok.eot_id] for t in texts]
+    words = sorted({w for t in texts for w in t.split()})
     opt = torch.optim.AdamW(lm.parameters(), lr=cfg.lr, weight_decay=0.0)
     rng = random.Random(seed)
     for step in range(cfg.steps):
-        batch = [rows[rng.randrange(len(rows))] for _ in range(cfg.batch_size)]
+        batch = [copy_document(tok, words, rng) if rng.random() < cfg.copy_fraction else rows[rng.randrange(len(rows))]
+                 for _ in range(cfg.batch_size)]  # fmt: skip
         x = torch.nn.utils.rnn.pad_sequence([torch.tensor(b) for b in batch], batch_first=True, padding_value=-100)
         logits = lm(x[:, :-1].clamp(min=0))
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten(), ignore_index=-100)
@@ -118,6 +127,12 @@ def build_tiny_lm(texts: list[str], cfg: TinyLMConfig, seed: int) -> tuple[Trans
             g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * (step + 1) / cfg.steps))
     log.info("tiny LM: text loss %.3f after %d steps", loss.item(), cfg.steps)
     return lm.eval(), tok
+
+
+def copy_document(tok: Any, words: list[str], rng: random.Random) -> list[int]:
+    """`<bos> S\\n S <eot>` for a random string S of 2–10 words (tokenized once, so both copies match)."""
+    s = tok.encode(" " + " ".join(rng.choice(words) for _ in range(rng.randint(2, 10))))
+    return [tok.bos_id, *s, *tok.encode("\n"), *s, tok.eot_id]
 
 
 def load_lm(cfg: SpeechTrainConfig, texts: list[str]) -> tuple[Transformer, Any]:
@@ -160,31 +175,55 @@ def pretrain_bestrq(encoder: ConformerEncoder, feats: list[torch.Tensor], cfg: S
     return losses
 
 
+CTC_CHARS = " 'abcdefghijklmnopqrstuvwxyz0123456789"  # index + 1 is the CTC class; 0 is the blank
+
+
+def ctc_targets(text: str) -> list[int]:
+    """The normalized transcript as CTC classes (characters outside CTC_CHARS are dropped)."""
+    return [CTC_CHARS.index(c) + 1 for c in normalize_text(text) if c in CTC_CHARS]
+
+
+def ctc_loss(head: torch.nn.Linear, h: torch.Tensor, lengths: torch.Tensor, texts: list[str]) -> torch.Tensor:
+    """Character CTC on the encoder's 40 ms frames: a direct alignment signal the tiny encoder learns from
+    in minutes, where the LM's loss alone reaches it only through the adapter [D, not in the paper]."""
+    targets = [torch.tensor(ctc_targets(t) or [1]) for t in texts]
+    logp = head(h).float().log_softmax(-1).transpose(0, 1)  # (T, B, C)
+    return torch.nn.functional.ctc_loss(logp, torch.cat(targets), lengths, torch.tensor([len(t) for t in targets]),
+                                        zero_infinity=True)  # fmt: skip
+
+
 def train_sft(model: SpeechLM, rows: list[dict[str, Any]], feats: list[torch.Tensor], tok: Any,
-              cfg: SpeechTrainConfig) -> list[float]:  # fmt: skip
+              cfg: SpeechTrainConfig, ctc_head: torch.nn.Linear | None = None) -> list[float]:  # fmt: skip
     model.train()
     params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("lm.")]
+    params += list(ctc_head.parameters()) if ctc_head is not None else []
     opt = torch.optim.AdamW(params, lr=cfg.sft_lr, weight_decay=0.01)
     rng = random.Random(cfg.seed + 1)
     toks = [prompt_tokens(tok, r) for r in rows]
     losses = []
     for step in range(cfg.sft_steps):
+        _cosine(opt, cfg.sft_lr, step, cfg.sft_steps, cfg.warmup)
         idx = [rng.randrange(len(rows)) for _ in range(cfg.batch_size)]
         x, n = pad_features([feats[i] for i in idx])
-        loss = model.loss([toks[i][0] for i in idx], x, n, [toks[i][1] for i in idx], [toks[i][2] for i in idx])
+        h, h_len = model.encoder(x, n)
+        speech = model.adapter(h, h_len)
+        loss = model.loss([toks[i][0] for i in idx], x, n, [toks[i][1] for i in idx], [toks[i][2] for i in idx],
+                          speech=speech)  # fmt: skip
+        total = loss
+        if ctc_head is not None and cfg.ctc_weight:
+            total = loss + cfg.ctc_weight * ctc_loss(ctc_head, h, h_len, [rows[i]["target"] for i in idx])
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        _cosine(opt, cfg.sft_lr, step, cfg.sft_steps)
         losses.append(loss.item())
-        if step % 100 == 0:
-            log.info("speech sft step %d loss %.3f", step, loss.item())
+        if step % 50 == 0:
+            log.info("speech sft step %d loss %.3f (with ctc %.3f)", step, loss.item(), total.item())
     return losses
 
 
-def _cosine(opt: torch.optim.Optimizer, peak: float, step: int, total: int) -> None:
-    warm = max(1, total // 20)
+def _cosine(opt: torch.optim.Optimizer, peak: float, step: int, total: int, warmup: int | None = None) -> None:
+    warm = max(1, total // 20 if warmup is None else min(warmup, total - 1))
     lr = (
         peak * (step + 1) / warm
         if step < warm
@@ -290,7 +329,8 @@ def train_speech(cfg: SpeechTrainConfig, out: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     pre_losses = pretrain_bestrq(model.encoder, feats, cfg) if cfg.pretrain_steps else []
     t_pre = time.perf_counter()
-    sft_losses = train_sft(model, train, feats, tok, cfg)
+    ctc_head = torch.nn.Linear(model.encoder.cfg.dim, len(CTC_CHARS) + 1) if cfg.ctc_weight else None
+    sft_losses = train_sft(model, train, feats, tok, cfg, ctc_head)
     t_sft = time.perf_counter()
     trained, rows_out = {}, []
     for s in tests:
@@ -300,12 +340,15 @@ def train_speech(cfg: SpeechTrainConfig, out: Path) -> dict[str, Any]:
     t_eval = time.perf_counter()
     save_file({k: v.contiguous() for k, v in model.encoder.state_dict().items()}, out / "encoder.safetensors")
     save_file({k: v.contiguous() for k, v in model.adapter.state_dict().items()}, out / "adapter.safetensors")
-    if cfg.lm == "tiny":
+    if ctc_head is not None:
+        save_file({k: v.contiguous() for k, v in ctc_head.state_dict().items()}, out / "ctc_head.safetensors")
+    if cfg.lm == "tiny":  # a herd model folder (HF layout + tokenizer.model), so `herd generate` loads it too
+        from herd.model.convert import save_hf
         from herd.tokenizer import save_ranks
 
-        save_ranks(tok.ranks, out / "tokenizer.ranks")
-        save_file({k: v.contiguous() for k, v in lm.state_dict().items()}, out / "lm.safetensors")
-        (out / "lm_config.json").write_text(json.dumps(asdict(lm.cfg), default=str) + "\n")
+        save_hf(lm, out / "lm")
+        save_ranks(tok.ranks, out / "lm" / "tokenizer.model")
+    (out / "speech_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     with open(out / "transcripts.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows_out)
     metrics = {
@@ -319,7 +362,9 @@ def train_speech(cfg: SpeechTrainConfig, out: Path) -> dict[str, Any]:
     }  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return {"train_utterances": len(train), **{f"wer_{s}": trained[s].get("asr", {}).get("wer") for s in tests},
-            **{f"wer_untrained_{s}": untrained[s].get("asr", {}).get("wer") for s in tests}}  # fmt: skip
+            **{f"wer_untrained_{s}": untrained[s].get("asr", {}).get("wer") for s in tests},
+            "asr": {s: {"trained": trained[s].get("asr"), "untrained": untrained[s].get("asr")} for s in tests},
+            "seconds": metrics["seconds"]}  # fmt: skip
 
 
 def _avg(xs: list[float]) -> float | None:

@@ -116,3 +116,17 @@ def test_cached_greedy_decoding_matches_a_full_forward():
             b = model.embed([pre[i]], feats[i : i + 1], n[i : i + 1], [seq])
             assert int(model.lm(b.embeds)[0, -1].argmax()) == tok
             seq.append(tok)
+
+
+def test_adapter_real_frames_ignore_padding_and_match_the_lm_embedding_scale():
+    torch.manual_seed(0)
+    lm = build_model(get_preset("debug"), seed=0)
+    adapter = SpeechAdapter(ADAPTER_PRESETS["tiny"], 96, lm.cfg.dim)
+    adapter.match_scale(lm.tok_embeddings.weight)
+    h = torch.randn(2, 10, 96)
+    alone, n_alone = adapter(h[:1, :6], torch.tensor([6]))
+    padded, n = adapter(h, torch.tensor([6, 10]))  # row 0: 6 real frames, then 4 frames of other content
+    assert int(n[0]) == int(n_alone[0]) == 3
+    torch.testing.assert_close(padded[0, :3], alone[0, :3])  # the last 80 ms frame's kernel reached frame 6
+    table_rms = lm.tok_embeddings.weight.pow(2).mean().sqrt()
+    torch.testing.assert_close(padded[1].pow(2).mean().sqrt(), table_rms, rtol=0.05, atol=0)  # RMSNorm gain

@@ -33,4 +33,5 @@ def test_speech_train_stage_runs_and_records(tmp_path):
     assert m.counts["wer_untrained_test_voices"] is not None
     enc = load_file(tmp_path / "model" / "encoder.safetensors")
     assert "subsample.proj.weight" in enc
-    assert (tmp_path / "model" / "tokenizer.ranks").is_file()
+    assert (tmp_path / "model" / "lm" / "tokenizer.model").is_file()  # the tiny LM as a herd model folder
+    assert (tmp_path / "model" / "lm" / "config.json").is_file()
