@@ -92,8 +92,9 @@ def ordinal(n: int) -> str:
 
 def year(n: int) -> str:
     """Years read in pairs: 1984 → "nineteen eighty four", 1905 → "nineteen oh five", 1900 → "nineteen
-    hundred", but 2000–2009 and exact thousands as cardinals ("two thousand five")."""
-    if n % 1000 == 0 or 2000 <= n <= 2009 or not 1000 <= n <= 9999:
+    hundred", but the first ten years of a millennium as cardinals ("two thousand five", "one thousand one"),
+    as num2words reads them."""
+    if n % 1000 < 10 or not 1000 <= n <= 9999:
         return cardinal(n)
     head, tail = divmod(n, 100)
     if tail == 0:
