@@ -48,7 +48,9 @@ F0_REF_HZ = 100.0  # cents are measured from here
 # ---------------------------------------------------------------- espeak-ng with word events
 
 
-def speak_events(text: str, voice: Voice, ssml: bool = False) -> tuple[np.ndarray, int, list[tuple[int, str, int, int]]]:
+def speak_events(
+    text: str, voice: Voice, ssml: bool = False
+) -> tuple[np.ndarray, int, list[tuple[int, str, int, int]]]:
     """int16 samples, sample rate and (event type, phone, ms, text position) events of one utterance; `ssml`
     lets the text carry `<prosody>` markup. Uses herd.speech.synth's single engine under its lock (espeak-ng
     is not reentrant) with a callback of our own for the call: word events need their text position (espeak-ng
@@ -79,7 +81,9 @@ def speak_events(text: str, voice: Voice, ssml: bool = False) -> tuple[np.ndarra
         flags = _CHARS_UTF8 | (_SSML if ssml else 0)
         e.lib.espeak_SetSynthCallback(callback)
         try:
-            err = e.lib.espeak_Synth(ctypes.create_string_buffer(raw), len(raw), 0, _POS_CHARACTER, 0, flags, None, None)
+            err = e.lib.espeak_Synth(
+                ctypes.create_string_buffer(raw), len(raw), 0, _POS_CHARACTER, 0, flags, None, None
+            )
         finally:
             e.lib.espeak_SetSynthCallback(e._callback)
         if err != 0:
@@ -178,7 +182,9 @@ def phone_f0(phones: Sequence[Phone], times: np.ndarray, f0: np.ndarray) -> list
 
 def cents(hz: Tensor | np.ndarray | float) -> Any:
     """Pitch in cents above F0_REF_HZ (1200 per octave)."""
-    return 1200 * np.log2(np.asarray(hz) / F0_REF_HZ) if not isinstance(hz, Tensor) else 1200 * torch.log2(hz / F0_REF_HZ)
+    return (
+        1200 * np.log2(np.asarray(hz) / F0_REF_HZ) if not isinstance(hz, Tensor) else 1200 * torch.log2(hz / F0_REF_HZ)
+    )
 
 
 # ---------------------------------------------------------------- data
@@ -227,7 +233,9 @@ def position_features(utt: ProsodyUtt) -> Tensor:
     for w in utt.word_of:
         k = seen[w]
         seen[w] += 1
-        rows.append([k / max(counts[w] - 1, 1), w / max(n_words - 1, 1), float(k == counts[w] - 1), float(w == n_words - 1)])
+        rows.append(
+            [k / max(counts[w] - 1, 1), w / max(n_words - 1, 1), float(k == counts[w] - 1), float(w == n_words - 1)]
+        )
     return torch.tensor(rows, dtype=torch.float32)
 
 
@@ -368,8 +376,11 @@ def errors_by_utt(pred: Tensor, target: Tensor, utt: Tensor, transform: Any = No
     return out
 
 
-def paired_bootstrap(a: Sequence[Tensor], b: Sequence[Tensor], stat: str, seed: int = 0, n_boot: int = 1000) -> dict[str, float]:
+def paired_bootstrap(
+    a: Sequence[Tensor], b: Sequence[Tensor], stat: str, seed: int = 0, n_boot: int = 1000
+) -> dict[str, float]:
     """stat(a) − stat(b) over the same sentences (a, b: per-sentence errors of two predictors) with a 95% CI."""
+
     def agg(errs: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         s = torch.tensor([float((e.abs() if stat == "mae" else e**2).sum()) for e in errs])
         return s, torch.tensor([float(len(e)) for e in errs])
@@ -434,7 +445,10 @@ def speak_with_prosody(
     rate, pitch = [100.0] * n, [0.0] * n
     wav, sr, phones, dur = _measure(words, rate, pitch, voice)
     for _ in range(rounds):
-        rate = [float(np.clip(r * d / t, 20, 500)) if d > 0 and t > 0 else r for r, d, t in zip(rate, dur, word_dur_ms, strict=True)]
+        rate = [
+            float(np.clip(r * d / t, 20, 500)) if d > 0 and t > 0 else r
+            for r, d, t in zip(rate, dur, word_dur_ms, strict=True)
+        ]
         times, f0 = yin_f0(wav.astype(np.float64) / 32768.0, sr)
         now = word_targets(_as_utt(words, phones), [1.0] * len(phones), phone_f0(phones, times, f0))[1]
         pitch = [float(np.clip(p + 100 * (t / m - 1), -90, 200)) if m == m and t == t and m > 0 else p
@@ -532,7 +546,9 @@ def train_prosody(cfg: ProsodyConfig, out: Path) -> dict[str, Any]:
     counts |= {"wall_s": round(time.time() - t0, 1)}
     for key in ("lm", "no_lm"):
         counts[f"dur_mae_ms_{key}"] = round(float(np.mean([r[key]["dur_mae_ms"][0] for r in metrics["seeds"]])), 2)
-        counts[f"f0_rmse_cents_{key}"] = round(float(np.mean([r[key]["f0_rmse_cents"][0] for r in metrics["seeds"]])), 1)
+        counts[f"f0_rmse_cents_{key}"] = round(
+            float(np.mean([r[key]["f0_rmse_cents"][0] for r in metrics["seeds"]])), 1
+        )
     counts["dur_mae_ms_baseline"] = round(metrics["mean_per_phone"]["dur_mae_ms"][0], 2)
     counts["f0_rmse_cents_baseline"] = round(metrics["mean_per_phone"]["f0_rmse_cents"][0], 1)
     return counts
@@ -548,10 +564,12 @@ def _scores(pred: tuple[Tensor, Tensor], b: Batch) -> dict[str, Any]:
 
 def _paired(a: tuple[Tensor, Tensor], b_: tuple[Tensor, Tensor], b: Batch, seed: int) -> dict[str, Any]:
     dur_t, f0_t = torch.exp(b.log_dur), F0_REF_HZ * torch.exp2(b.f0_oct)
+    dur_a, dur_b = errors_by_utt(a[0], dur_t, b.utt), errors_by_utt(b_[0], dur_t, b.utt)
+    f0_a, f0_b = errors_by_utt(a[1], f0_t, b.utt, cents), errors_by_utt(b_[1], f0_t, b.utt, cents)
     return {
-        "dur_mae_ms": paired_bootstrap(errors_by_utt(a[0], dur_t, b.utt), errors_by_utt(b_[0], dur_t, b.utt), "mae", seed),
-        "f0_rmse_cents": paired_bootstrap(errors_by_utt(a[1], f0_t, b.utt, cents), errors_by_utt(b_[1], f0_t, b.utt, cents), "rmse", seed),
-    }  # fmt: skip
+        "dur_mae_ms": paired_bootstrap(dur_a, dur_b, "mae", seed),
+        "f0_rmse_cents": paired_bootstrap(f0_a, f0_b, "rmse", seed),
+    }
 
 
 def playback_errors(utt: ProsodyUtt, dur_ms: Sequence[float], phones: Sequence[Phone]) -> dict[str, Any]:
@@ -570,7 +588,9 @@ def playback_errors(utt: ProsodyUtt, dur_ms: Sequence[float], phones: Sequence[P
         want_p = np.asarray(dur_ms, dtype=np.float64)
         out["phone_mae_ms"] = float(np.mean(np.abs(got_p - want_p)))
         long = want_p >= 20  # espeak-ng emits some 0–5 ms phones: a relative error there says nothing
-        out["phone_rel_err_20ms"] = float(np.mean(np.abs(got_p - want_p)[long] / want_p[long])) if long.any() else math.nan
+        out["phone_rel_err_20ms"] = (
+            float(np.mean(np.abs(got_p - want_p)[long] / want_p[long])) if long.any() else math.nan
+        )
         out["phone_corr"] = float(np.corrcoef(got_p, want_p)[0, 1]) if len(got_p) > 1 else math.nan
     return out
 

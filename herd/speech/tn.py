@@ -481,13 +481,17 @@ def train_tn(cfg: TNConfig, out: Path) -> dict[str, Any]:
     contexts = bundled_contexts()
     results = [evaluate_seed(cfg, s, model, tok, contexts) for s in cfg.seeds]
     first = results[0]
-    save_file({k: v.contiguous() for k, v in first["_clf"].state_dict().items()}, str(out / "tn_classifier.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in first["_clf"].state_dict().items()}, str(out / "tn_classifier.safetensors")
+    )
     with (out / "predictions.jsonl").open("w") as f:
         for ex, hyp in zip(first["_test"], first["_hyps"], strict=True):
             row = asdict(ex) | {"hyp": hyp, "correct": hyp == ex.spoken}
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
     clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
-    (out / "metrics.json").write_text(json.dumps({"seeds": clean, "layer": cfg.layer or paper_layer(model.cfg.n_layers)}, indent=1))
+    (out / "metrics.json").write_text(
+        json.dumps({"seeds": clean, "layer": cfg.layer or paper_layer(model.cfg.n_layers)}, indent=1)
+    )
     counts: dict[str, Any] = {"contexts": len(contexts)}
     for variant in ("context", "no_context", "majority"):
         counts[f"em_{variant}"] = round(sum(r[variant]["em"] for r in clean) / len(clean), 4)

@@ -12,8 +12,8 @@ import torch
 
 pytest.importorskip("espeakng_loader")
 
-from herd.speech import prosody as P  # noqa: E402
-from herd.speech.synth import Voice, synthesize_phonemes  # noqa: E402
+from herd.speech import prosody as P
+from herd.speech.synth import Voice, synthesize_phonemes
 
 
 @pytest.mark.parametrize("f0", [82.0, 110.0, 155.5, 220.5, 333.0])
@@ -68,7 +68,9 @@ def _toy_batch(n: int = 64) -> P.Batch:
     ids = torch.randint(0, 5, (n, 3), generator=g)
     log_dur = torch.log(40 + 20 * ids[:, 1].float())
     f0 = torch.where(ids[:, 1] % 2 == 0, torch.full((n,), 0.2), torch.full((n,), math.nan))
-    return P.Batch(ids, torch.rand(n, 4, generator=g), torch.randn(n, 8, generator=g), log_dur, f0, torch.arange(n) // 8)
+    return P.Batch(
+        ids, torch.rand(n, 4, generator=g), torch.randn(n, 8, generator=g), log_dur, f0, torch.arange(n) // 8
+    )
 
 
 def test_baseline_is_the_mean_per_phone_and_training_is_deterministic():
