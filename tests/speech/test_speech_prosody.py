@@ -99,3 +99,22 @@ def test_playback_follows_requested_durations():
     assert np.all(np.abs(spoken - want) <= 0.10 * want), (spoken, want)
     assert err["phone_corr"] > 0.9
     assert len(wav) / sr == pytest.approx(phones[-1].end, abs=0.5)
+
+
+def test_playback_follows_requested_pitch():
+    """Raise and lower word pitch by up to ±30%: after closed-loop calibration the spoken word F0 (YIN) is
+    within 100 cents RMS of the request (measured 64; 319 when speaking without pitch control)."""
+    text = "People worry about things all the time."
+    words = text.split()
+    utt = P.build_utterance(text, Voice())
+    dur, f0 = P.word_targets(utt, utt.dur_ms, utt.f0_hz)
+    target = [f * k for f, k in zip(f0, [1.25, 0.85, 1.2, 0.9, 1.3, 1.0, 0.8], strict=True)]
+
+    def rms_cents(rounds: int) -> float:
+        wav, sr, phones = P.speak_with_prosody(words, dur, target, Voice(), rounds=rounds)
+        times, track = P.yin_f0(wav / 32768.0, sr)
+        got = P.word_targets(P._as_utt(words, phones), [1.0] * len(phones), P.phone_f0(phones, times, track))[1]
+        err = [1200 * np.log2(g / w) for g, w in zip(got, target, strict=True) if g == g and w == w]
+        return float(np.sqrt(np.mean(np.square(err))))
+
+    assert rms_cents(3) < 100 < rms_cents(0)
