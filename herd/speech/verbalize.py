@@ -162,7 +162,7 @@ def time_of_day(hour: int, minute: int) -> str:
 def plain(word: str) -> str:
     """An ordinary word: lowercased, inner hyphens/slashes as spaces, other symbols dropped, digit runs read
     as cardinals ("mp3" → "mp three")."""
-    word = re.sub(r"[-/–—]", " ", word.lower())
+    word = re.sub(r"[-/–—]", " ", word.lower().replace("’", "'"))
     word = re.sub(r"\d+", lambda m: f" {cardinal(int(m.group()))} ", word)
     return " ".join(re.sub(r"[^a-z'à-ÿ ]", " ", word).split())
 

@@ -154,3 +154,14 @@ def test_streaming_prefix_output_never_changes(trained):
         assert got == full[: len(got)]
     got += norm.finish()
     assert got == full
+
+
+def test_bundled_sentences_are_labelled_and_held_out_of_training():
+    pytest.importorskip("chatterbot_corpus")
+    bundled = tn.bundled_ambiguous()
+    assert len(bundled) == 26 and all(len(e.labels) == 1 for e in bundled)
+    by_text = {e.text: e for e in bundled}
+    assert by_text["Dr. Smith will see you now."].spoken == "doctor smith will see you now"
+    assert "nineteen ninety eight disney film" in next(e.spoken for e in bundled if "1998 Disney" in e.text)
+    assert "lohan's" in next(e.spoken for e in bundled if "1998 Disney" in e.text)  # a curly apostrophe kept
+    assert not set(by_text) & set(tn.bundled_contexts(max_words=100))  # never training context
