@@ -10,7 +10,7 @@ templates never seen in training (split by template), with a bundled chatterbot-
 them as extra left context. The metric is TN exact match (the whole spoken sentence equals the reference), with
 a Wilson 95% CI, for the model with LM context against the same classifier on the embedding of the token alone.
 
-    herd speech tn configs/speech/tn_tiny.toml
+    herd speech tn configs/speech/tn.toml
 """
 
 from __future__ import annotations
