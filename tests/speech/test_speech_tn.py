@@ -101,6 +101,24 @@ def test_data_is_deterministic_and_held_out_by_template():
         assert all(len(candidates(e.words[i], e.words[i - 1] if i else None)) == 2 for i in e.labels)
 
 
+def test_data_does_not_depend_on_the_hash_seed():
+    """The same seed gives the same sentences in another process with another PYTHONHASHSEED (string sets
+    iterate in a per-process order; a set once decided the filling order here)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from herd.speech import tn; print([e.text for e in tn.generate_examples(24, 'train', 5, ['Hi.'])])"
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+            env=os.environ | {"PYTHONHASHSEED": h},
+        ).stdout
+        for h in ("1", "2", "3")
+    }  # fmt: skip
+    assert len(outs) == 1
+
+
 def test_classifier_is_deterministic_and_masked():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(32, 6, generator=g), torch.randint(0, len(tn.CLASSES), (32,), generator=g)
