@@ -25,6 +25,7 @@ from torch import Tensor
 from herd.core.logging import get_logger
 from herd.posttrain.losses import dpo_loss, sequence_logps
 from herd.vision.adapter import VisionLanguageModel
+from herd.vision.batching import batch
 
 log = get_logger(__name__)
 
@@ -62,7 +63,7 @@ def ema_update(ref: VisionLanguageModel, policy: VisionLanguageModel, decay: flo
 
 
 def pair_items(prefs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """Chosen rows then rejected rows, as (image id, prompt, target) for herd.vision.train.batch."""
+    """Chosen rows then rejected rows, as (image id, prompt, target) for herd.vision.batching.batch."""
     prompts = [(r["id"], f"Question: {r['question']}\nAnswer:") for r in prefs]
     chosen = [(i, p, " " + r["chosen"]) for (i, p), r in zip(prompts, prefs, strict=True)]
     return chosen + [(i, p, " " + r["rejected"]) for (i, p), r in zip(prompts, prefs, strict=True)]
@@ -70,7 +71,6 @@ def pair_items(prefs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
 
 def pair_logps(model: VisionLanguageModel, tok: Any, images: dict[str, Tensor], prefs: list[dict[str, Any]]):
     """Summed answer log-probs (chosen (B,), rejected (B,)) and the chosen answers' token counts."""
-    from herd.vision.train import batch
 
     tokens, target, image, cross = batch(model, tok, images, pair_items(prefs))
     y = target[:, 1:]

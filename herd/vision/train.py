@@ -31,10 +31,12 @@ from torch import Tensor
 
 from herd.core.logging import get_logger
 from herd.vision.adapter import VisionLanguageModel
+from herd.vision.batching import batch
 from herd.vision.clip import ClipConfig
 from herd.vision.config import ENCODER_PRESETS, VisionConfig, every_fourth
 from herd.vision.data import VisionDataConfig, answer_set, load_split, run_data_stage
 from herd.vision.dpo import VisionDPOConfig
+from herd.vision.scoring import heldout_questions, majority_baseline, paired_gain, summarize
 from herd.vision.tiling import tile_image
 from herd.vision.video_qa import VideoQAConfig
 
@@ -106,23 +108,6 @@ def examples(rows: list[dict[str, Any]], kind: str) -> list[tuple[str, str, str]
     return out
 
 
-def batch(model: VisionLanguageModel, tok: Any, images: dict[str, Tensor], items: list[tuple[str, str, str]]):
-    """tokens (B, T) with <|image|> first, labels (B, T) (-100 outside the target), image tokens, cross mask."""
-    image_id, pad = model.cfg.image_token_id, 0
-    seqs, labels = [], []
-    for _, prompt, target in items:
-        p, t = [image_id, *tok.encode(prompt)], tok.encode(target)
-        seqs.append(p + t)
-        labels.append([-100] * len(p) + t)
-    T = max(len(s) for s in seqs)
-    tokens = torch.tensor([s + [pad] * (T - len(s)) for s in seqs])
-    target = torch.tensor([lab + [-100] * (T - len(lab)) for lab in labels])
-    pixels = torch.stack([images[i] for i, _, _ in items])[:, None]  # (B, 1, 1, C, H, W)
-    ids, mask = torch.ones(len(items), 1, dtype=torch.long), torch.ones(len(items), 1, 1, dtype=torch.long)
-    cross = torch.ones(len(items), T, 1, 1, dtype=torch.long)  # the image token is first: every token sees it
-    return tokens, target, model.encode_images(pixels, ids, mask), cross
-
-
 def loss_on_targets(model: VisionLanguageModel, tokens: Tensor, target: Tensor, image: Tensor, cross: Tensor) -> Tensor:
     """Next-token cross-entropy on target tokens only, projecting just those positions onto the vocabulary."""
     h = model(tokens, image, cross, return_hidden=True)[:, :-1]  # (B, T-1, dim)
@@ -165,13 +150,6 @@ def train_stage(model, tok, images, items, stage: StageSteps, cfg: VisionTrainCo
 # Evaluation
 
 
-def heldout_questions(rows: list[dict[str, Any]], limit: int, seed: int) -> list[tuple[str, str, str, str]]:
-    """(image id, kind, question, answer), a seeded sample of at most `limit`."""
-    qs = [(r["id"], r["kind"], q["question"], q["answer"]) for r in rows for q in r["qa"]]
-    random.Random(seed).shuffle(qs)
-    return qs[:limit]
-
-
 @torch.no_grad()
 def score_rows(model, tok, images, questions, see: bool = True, chunk: int = 32) -> list[str]:
     """The predicted answer per question: the candidate with the highest first-token log-probability."""
@@ -206,36 +184,6 @@ def blind_score(model, tok, images, questions) -> list[int]:
         first.setdefault(item[2], item)
     logits_for = dict(zip(first, score_rows(model, tok, images, list(first.values()), see=False), strict=True))
     return [int(logits_for[q] == a) for _, _, q, a in questions]
-
-
-def majority_baseline(train_rows: list[dict[str, Any]], questions) -> list[int]:
-    """The most frequent training answer per question (an oracle of the answer prior, blind to the image)."""
-    from collections import Counter
-
-    by_q: dict[str, Counter] = {}
-    for r in train_rows:
-        for q in r["qa"]:
-            by_q.setdefault(q["question"], Counter())[q["answer"]] += 1
-    return [int(by_q.get(q, Counter({"": 1})).most_common(1)[0][0] == a) for _, _, q, a in questions]
-
-
-def summarize(hits: list[int], questions) -> dict[str, Any]:
-    from herd.eval.stats import ci95
-
-    res: dict[str, Any] = {}
-    for kind in [*sorted({k for _, k, _, _ in questions}), "all"]:
-        h = [x for x, (_, k, _, _) in zip(hits, questions, strict=True) if kind in ("all", k)]
-        acc = sum(h) / len(h)
-        res[kind] = {"acc": acc, "ci95": ci95(acc, len(h)), "n": len(h)}
-    return res
-
-
-def paired_gain(a: list[int], b: list[int]) -> dict[str, float]:
-    """Mean of a − b per question with a 95% normal-approximation interval (paired)."""
-    d = [x - y for x, y in zip(a, b, strict=True)]
-    m = sum(d) / len(d)
-    sd = math.sqrt(sum((x - m) ** 2 for x in d) / max(1, len(d) - 1))
-    return {"gain": m, "ci95": 1.96 * sd / math.sqrt(len(d)), "n": len(d)}
 
 
 # ---------------------------------------------------------------------------------------------------

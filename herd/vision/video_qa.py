@@ -24,6 +24,7 @@ from torch import Tensor
 from herd.core.logging import get_logger
 from herd.vision.adapter import VisionLanguageModel
 from herd.vision.data import answer_set
+from herd.vision.scoring import heldout_questions, majority_baseline, paired_gain, summarize
 from herd.vision.tiling import tile_image
 from herd.vision.video import VideoConfig, VideoLanguageModel
 
@@ -147,7 +148,6 @@ def predict(model: VideoLanguageModel, tok: Any, clips: dict[str, Tensor], quest
 def evaluate_video(model: VideoLanguageModel, tok: Any, clips: dict[str, Tensor], train_rows, held_rows,
                    limit: int, seed: int) -> dict[str, Any]:  # fmt: skip
     """Held-out video QA: the video model vs the blind text-only model and the majority training answer."""
-    from herd.vision.train import heldout_questions, majority_baseline, paired_gain, summarize
 
     questions = heldout_questions(held_rows, limit, seed)
     truth = [a for _, _, _, a in questions]
