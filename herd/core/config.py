@@ -159,7 +159,8 @@ def _hints(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
 
-def _build(cls: type[T], data: Any, ctx: _Ctx, prefix: str) -> T:
+def _build(cls: type[T], data: Any, ctx: _Ctx, prefix: str, base: Any = None) -> T:
+    """`data` laid over `base` (an instance of `cls`), or over `cls`'s own field defaults."""
     if isinstance(data, cls):
         return data
     if not isinstance(data, Mapping):
@@ -172,19 +173,40 @@ def _build(cls: type[T], data: Any, ctx: _Ctx, prefix: str) -> T:
         _dot(prefix, f.name)
         for f in dataclasses.fields(cls)
         if f.init
+        and base is None
         and f.name not in data
         and f.default is dataclasses.MISSING
         and f.default_factory is dataclasses.MISSING
     ]
     if missing:
         raise ctx.error("missing required field(s) " + ", ".join(repr(m) for m in missing))
-    kwargs = {k: _convert(hints[k], v, ctx, _dot(prefix, k)) for k, v in data.items()}
+    kwargs = {k: _convert_field(cls, k, hints[k], v, ctx, _dot(prefix, k), base) for k, v in data.items()}
     try:
-        return cls(**kwargs)
+        return cls(**kwargs) if base is None else dataclasses.replace(base, **kwargs)
     except (TypeError, ValueError) as e:  # __post_init__ checks
         if isinstance(e, ConfigError):
             raise
         raise ctx.error(f"{prefix or cls.__name__}: {e}") from None
+
+
+def _convert_field(cls: type, name: str, tp: Any, value: Any, ctx: _Ctx, key: str, base: Any) -> Any:
+    """A table given in part for a dataclass field keeps the field's own default values.
+
+    `sft: SFTConfig = field(default_factory=lambda: SFTConfig(lr=5e-5, epochs=3))` with `[sft] lr = 1e-4`
+    gives epochs=3, not SFTConfig's class default: the table is laid over the field's default instance.
+    """
+    if dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
+        start = getattr(base, name) if base is not None else _field_default(cls, name)
+        if isinstance(start, tp):
+            return _build(tp, value, ctx, key, start)
+    return _convert(tp, value, ctx, key)
+
+
+def _field_default(cls: type, name: str) -> Any:
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
 
 
 def _convert(tp: Any, value: Any, ctx: _Ctx, key: str) -> Any:

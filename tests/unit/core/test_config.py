@@ -249,3 +249,25 @@ def test_config_hash_is_stable_and_sensitive() -> None:
     assert config_hash(a) == config_hash(to_dict(a))
     assert config_hash(a) != config_hash(dataclasses.replace(a, seed=1))
     assert len(config_hash(a)) == 64
+
+
+@dataclass
+class Tuned:
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5, warmup=7))
+
+
+@dataclass
+class Outer:
+    tuned: Tuned = field(default_factory=Tuned)
+
+
+def test_a_partial_table_keeps_the_fields_own_defaults() -> None:
+    # Before, `[optim] schedule = "wsd"` rebuilt OptimConfig from its class defaults (lr 3e-4,
+    # warmup 100) and silently dropped the field's lr 1e-5 and warmup 7.
+    cfg = from_dict(Tuned, {"optim": {"schedule": "wsd"}})
+    assert (cfg.optim.lr, cfg.optim.warmup, cfg.optim.schedule) == (1e-5, 7, "wsd")
+    nested = from_dict(Outer, {"tuned": {"optim": {"warmup": 3}}})
+    assert (nested.tuned.optim.lr, nested.tuned.optim.warmup) == (1e-5, 3)
+    assert load_config(Tuned, None, ["optim.lr=2e-3"]).optim == OptimConfig(lr=2e-3, warmup=7)
+    with pytest.raises(ConfigError, match="optim: expected a table"):
+        from_dict(Tuned, {"optim": 3})
