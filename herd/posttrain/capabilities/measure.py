@@ -39,7 +39,13 @@ class MeasureConfig:
     seed: int = 0
     general_share: float = 0.5  # general dialogs added per capability dialog (0 = capability data alone)
     options: dict[str, Any] = field(default_factory=dict)  # the [capability.<name>] table
-    sft: SFTConfig = field(default_factory=lambda: SFTConfig(lr=2e-5, epochs=2, batch_rows=4, seq_len=512))
+    # 4 rows a step, one per forward, blocks recomputed in backward: SmolLM2-135M SFT stays near 3 GB RSS
+    # (docs/posttraining.md, "SFT memory"), where all 4 rows at once with full logits needed 6-8 GB.
+    sft: SFTConfig = field(
+        default_factory=lambda: SFTConfig(
+            lr=2e-5, epochs=2, batch_rows=4, seq_len=512, activation_checkpointing=True, micro_rows=1
+        )
+    )
 
 
 def measure_capability(name: str, cfg: MeasureConfig) -> dict[str, Any]:
