@@ -57,9 +57,7 @@ def measure_capability(name: str, cfg: MeasureConfig) -> dict[str, Any]:
     chat = load_chat_format(load_tokenizer(tok_source))
     base = Path(resolve(cfg.model))
     ctx = CapabilityContext(policy=base, chat=chat, bundle=Path(cfg.bundle), seed=cfg.seed)
-    before = cap.evaluate(base, ctx)
-    out.mkdir(parents=True, exist_ok=True)  # kept on disk at once: a run killed later still has its "before"
-    (out / "before.json").write_text(json.dumps(before, indent=2) + "\n")
+    before = _before(cap, base, ctx, cfg, out / "before.json")
     data = run_fn(
         f"capability-{name}",
         [base],
@@ -86,6 +84,22 @@ def measure_capability(name: str, cfg: MeasureConfig) -> dict[str, Any]:
     }
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _before(cap: Any, base: Path, ctx: CapabilityContext, cfg: MeasureConfig, path: Path) -> dict[str, Any]:
+    """The untuned model's evaluation, written at once (a run killed later keeps it) and reused by a rerun
+    with the same model, tokenizer, seed and options: on a shared CPU it costs minutes."""
+    key = json.loads(json.dumps({"model": cfg.model, "tokenizer": cfg.tokenizer, "seed": cfg.seed,
+                                 "options": cfg.options}, default=str))  # fmt: skip
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("config") == key:
+            log.info("capability %s: reusing the evaluation before tuning from %s", cap.name, path)
+            return saved["before"]
+    before = cap.evaluate(base, ctx)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"config": key, "before": before}, indent=2) + "\n")
+    return before
 
 
 def _finetune(base: Path, chat: Any, kept: Path, cfg: MeasureConfig, tmp: Path) -> dict[str, Any]:
