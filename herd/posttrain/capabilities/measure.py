@@ -31,6 +31,24 @@ log = get_logger(__name__)
 
 
 @dataclass
+class CapabilitySFTConfig(SFTConfig):
+    """SFTConfig with this command's defaults as field defaults, so `sft.lr=...` on the command line keeps
+    the others (a default_factory's values are dropped once the table is given in part).
+
+    4 rows a step, one per forward, blocks recomputed in backward: SmolLM2-135M SFT stays near 3 GB RSS
+    (docs/posttraining.md, "SFT memory"), where all rows at once with full logits needed 6-8 GB. seq_len
+    1,024: a tool dialog is 245-631 SmolLM2 tokens (its system prompt holds the tool definitions), and a
+    cut dialog loses the assistant turns that carry its loss."""
+
+    lr: float = 2e-5
+    epochs: int = 2
+    batch_rows: int = 4
+    seq_len: int = 1024
+    activation_checkpointing: bool = True
+    micro_rows: int = 1
+
+
+@dataclass
 class MeasureConfig:
     model: str = "smollm2"  # anything herd.load_model reads: bundled name, HF/Meta folder, GGUF, herd run
     tokenizer: str = ""  # "" = the model's own
@@ -39,13 +57,7 @@ class MeasureConfig:
     seed: int = 0
     general_share: float = 0.5  # general dialogs added per capability dialog (0 = capability data alone)
     options: dict[str, Any] = field(default_factory=dict)  # the [capability.<name>] table
-    # 4 rows a step, one per forward, blocks recomputed in backward: SmolLM2-135M SFT stays near 3 GB RSS
-    # (docs/posttraining.md, "SFT memory"), where all 4 rows at once with full logits needed 6-8 GB.
-    sft: SFTConfig = field(
-        default_factory=lambda: SFTConfig(
-            lr=2e-5, epochs=2, batch_rows=4, seq_len=512, activation_checkpointing=True, micro_rows=1
-        )
-    )
+    sft: CapabilitySFTConfig = field(default_factory=lambda: CapabilitySFTConfig())
 
 
 def measure_capability(name: str, cfg: MeasureConfig) -> dict[str, Any]:

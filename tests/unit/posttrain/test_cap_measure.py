@@ -62,3 +62,13 @@ def test_measure_writes_before_and_after_and_reuses_before(tmp_path, counting):
     assert _Counting.evaluated == ["base", "sft", "sft"]
     measure.measure_capability("counting_test", _cfg(tmp_path, counting, items=3))  # other options: evaluated again
     assert _Counting.evaluated[3] == "base"
+
+
+def test_an_sft_override_keeps_the_other_capability_defaults():
+    """`sft.lr=...` used to rebuild SFTConfig from its own defaults (seq_len 256, 8 rows at once, no
+    checkpointing): tool dialogs were cut before their answers and the fine-tune needed 5-8 GB."""
+    from herd.core.config import load_config
+
+    cfg = load_config(measure.MeasureConfig, None, ["sft.lr=1e-4", "sft.epochs=3"]).sft
+    assert (cfg.lr, cfg.epochs) == (1e-4, 3)
+    assert (cfg.seq_len, cfg.batch_rows, cfg.micro_rows, cfg.activation_checkpointing) == (1024, 4, 1, True)
