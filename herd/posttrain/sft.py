@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from herd.core.logging import get_logger
 from herd.model import Transformer
 from herd.model.layers import document_causal
-from herd.posttrain.common import Variant, adamw, shuffled_batches, step, train_variants
-from herd.posttrain.losses import sft_loss
+from herd.parallel.activation_checkpoint import apply_activation_checkpointing
+from herd.posttrain.common import Variant, adamw, shuffled_batches, train_variants
 from herd.tokenizer.chat import ChatFormatLike
 
 log = get_logger(__name__)
@@ -33,6 +35,10 @@ class SFTConfig:
     pack: bool = True
     max_steps: int = 0  # 0: run the epochs
     weight_decay: float = 0.0
+    # Recompute each block's activations in backward: a 135M model's 30 blocks otherwise keep ~1.4 MB per
+    # token (4 × 512 tokens: ~3 GB; docs/posttraining.md, "SFT memory"). Costs about one more forward.
+    activation_checkpointing: bool = False
+    micro_rows: int = 0  # rows per forward/backward, gradients accumulated over the batch (0: all at once)
     variants: list[Variant] = field(default_factory=lambda: [Variant()])
 
 
@@ -101,11 +107,57 @@ def make_batches(examples: Sequence[Example], cfg: SFTConfig, seed: int, pad_id:
     return [collate(b, pad_id, cfg.pack) for b in shuffled_batches(rows, cfg.batch_rows, cfg.epochs, seed)]
 
 
+# Trained positions projected to the vocabulary at a time: 512 × 49,152 fp32 logits are ~100 MB, and only
+# one chunk's live at once (each is recomputed in backward), where a (B, T, V) tensor is 0.4 GB per copy.
+LOSS_CHUNK = 512
+CLIP = 1.0  # gradient-norm clip, as herd.posttrain.common.step
+
+
 def batch_loss(model: Transformer, batch: Batch) -> Tensor:
+    """Mean cross-entropy over the trained (assistant) targets; equal to `sft_loss` on the full logits
+    [P §4.1.3], but logits exist only at trained positions, LOSS_CHUNK at a time."""
+    return summed_nll(model, batch) / max(int(batch.loss_mask.sum()), 1)
+
+
+def summed_nll(model: Transformer, batch: Batch) -> Tensor:
+    """Sum of −log p over the trained targets (a scalar), for averaging over several micro-batches."""
     # Unpacked rows are one causal sequence each: the model's default positions and attention.
     layout = () if batch.doc_ids is None else document_causal(batch.doc_ids, model.cfg.attn_impl)
-    logits = model(batch.inputs, *layout)  # (B, T, V)
-    return sft_loss(logits, batch.targets, batch.loss_mask)
+    hidden = model(batch.inputs, *layout, return_hidden=True)  # (B, T, dim)
+    sel = batch.loss_mask.bool()
+    h, targets = hidden[sel], batch.targets[sel]  # (N, dim), (N,)
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for i in range(0, len(targets), LOSS_CHUNK):
+        chunk, tgt = h[i : i + LOSS_CHUNK], targets[i : i + LOSS_CHUNK]
+        if torch.is_grad_enabled():  # recomputed in backward: this chunk's logits are not kept
+            total = total + checkpoint(_chunk_nll, model, chunk, tgt, use_reentrant=False)
+        else:
+            total = total + _chunk_nll(model, chunk, tgt)
+    return total
+
+
+def _chunk_nll(model: Transformer, h: Tensor, targets: Tensor) -> Tensor:
+    return F.cross_entropy(model.project(h).float(), targets, reduction="sum")
+
+
+def micro_batches(batch: Batch, rows: int) -> list[Batch]:
+    """`batch` cut into groups of `rows` rows (0: the whole batch), each trimmed of columns that are
+    padding in all its rows (padding trails every row, so trimming changes no loss)."""
+    if rows <= 0 or rows >= len(batch.inputs):
+        return [batch]
+    out = []
+    for i in range(0, len(batch.inputs), rows):
+        part = Batch(batch.inputs[i : i + rows], batch.targets[i : i + rows], batch.loss_mask[i : i + rows],
+                     None if batch.doc_ids is None else batch.doc_ids[i : i + rows])  # fmt: skip
+        out.append(_trim(part))
+    return out
+
+
+def _trim(b: Batch) -> Batch:
+    if b.doc_ids is None:  # unpacked rows carry no padding marker; leave them as they are
+        return b
+    width = int((b.doc_ids >= 0).any(0).nonzero().max()) + 1 if (b.doc_ids >= 0).any() else b.inputs.shape[1]
+    return Batch(b.inputs[:, :width], b.targets[:, :width], b.loss_mask[:, :width], b.doc_ids[:, :width])
 
 
 def train_sft(model: Transformer, examples: Sequence[Example], cfg: SFTConfig, pad_id: int = 0) -> dict[str, Any]:
@@ -119,15 +171,45 @@ def train_sft(model: Transformer, examples: Sequence[Example], cfg: SFTConfig, p
 
 
 def _train_one(model: Transformer, batches: list[Batch], lr: float, cfg: SFTConfig) -> dict[str, Any]:
+    if cfg.activation_checkpointing:
+        apply_activation_checkpointing(model)
+    try:
+        return _train_steps(model, batches, lr, cfg)
+    finally:
+        if cfg.activation_checkpointing:
+            _unwrap_blocks(model)
+
+
+def _unwrap_blocks(model: Transformer) -> None:
+    """Undo apply_activation_checkpointing, so the model saved and sampled afterwards is the plain one."""
+    for name, block in list(model.layers.named_children()):
+        model.layers.register_module(name, getattr(block, "_checkpoint_wrapped_module", block))
+
+
+def _accumulated_step(optim: torch.optim.Optimizer, model: Transformer, batch: Batch, micro_rows: int) -> float:
+    """One optimizer step on `batch`, its gradient summed over micro-batches: each backward carries its
+    part of the batch's mean (its NLL sum over the batch's trained-token count), so the update equals the
+    whole batch's."""
+    optim.zero_grad(set_to_none=True)
+    n = max(int(batch.loss_mask.sum()), 1)
+    total = 0.0
+    for part in micro_batches(batch, micro_rows):
+        nll = summed_nll(model, part)
+        (nll / n).backward()
+        total += float(nll.detach())
+    torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+    optim.step()
+    return total / n
+
+
+def _train_steps(model: Transformer, batches: list[Batch], lr: float, cfg: SFTConfig) -> dict[str, Any]:
     model.train()
     optim = adamw(model, lr, cfg.weight_decay)
     if cfg.max_steps:
         batches = batches[: cfg.max_steps]
     losses, tokens, start = [], 0, time.perf_counter()
     for batch in batches:
-        loss = batch_loss(model, batch)
-        step(optim, model, loss)
-        losses.append(loss.item())
+        losses.append(_accumulated_step(optim, model, batch, cfg.micro_rows))
         tokens += batch.inputs.numel()
     seconds = time.perf_counter() - start
     model.eval()

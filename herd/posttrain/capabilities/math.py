@@ -233,12 +233,14 @@ class MathCapability(Capability):
             "eval_seed": EVAL_SEED,
         }
         if cfg.gsm8k_items:
-            result["gsm8k"] = _gsm8k(model_dir, cfg.gsm8k_items)
+            result["gsm8k"] = gsm8k(model, ctx.chat.tokenizer, cfg.gsm8k_items)
         return result
 
 
-def _gsm8k(model_dir: Path, items: int) -> dict[str, Any]:
-    from herd.eval import evaluate_gen, load_scorer, load_task
+def gsm8k(model: Any, tokenizer: Any, items: int) -> dict[str, Any]:
+    """herd's GSM8K task (8-shot CoT, exact match) on its first `items` problems. The scorer is built from
+    the loaded model and the run's tokenizer: a fine-tuned folder holds weights only, no tokenizer."""
+    from herd.eval import HerdScorer, evaluate_gen, load_task
 
-    r = evaluate_gen(load_task("gsm8k"), load_scorer(str(model_dir)), limit=items)
-    return {"metric": "gsm8k_em", "value": r.score, "ci95": r.ci, "n": r.n}
+    r = evaluate_gen(load_task("gsm8k"), HerdScorer(model, tokenizer, name="capability"), limit=items)
+    return {"metric": "gsm8k_em", "value": r.score, "ci95": r.ci, "n": r.n, "seconds": round(r.seconds, 1)}

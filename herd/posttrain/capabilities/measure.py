@@ -31,6 +31,24 @@ log = get_logger(__name__)
 
 
 @dataclass
+class CapabilitySFTConfig(SFTConfig):
+    """SFTConfig with this command's defaults as field defaults, so `sft.lr=...` on the command line keeps
+    the others (a default_factory's values are dropped once the table is given in part).
+
+    4 rows a step, one per forward, blocks recomputed in backward: SmolLM2-135M SFT stays near 3 GB RSS
+    (docs/posttraining.md, "SFT memory"), where all rows at once with full logits needed 6-8 GB. seq_len
+    1,024: a tool dialog is 245-631 SmolLM2 tokens (its system prompt holds the tool definitions), and a
+    cut dialog loses the assistant turns that carry its loss."""
+
+    lr: float = 2e-5
+    epochs: int = 2
+    batch_rows: int = 4
+    seq_len: int = 1024
+    activation_checkpointing: bool = True
+    micro_rows: int = 1
+
+
+@dataclass
 class MeasureConfig:
     model: str = "smollm2"  # anything herd.load_model reads: bundled name, HF/Meta folder, GGUF, herd run
     tokenizer: str = ""  # "" = the model's own
@@ -39,7 +57,7 @@ class MeasureConfig:
     seed: int = 0
     general_share: float = 0.5  # general dialogs added per capability dialog (0 = capability data alone)
     options: dict[str, Any] = field(default_factory=dict)  # the [capability.<name>] table
-    sft: SFTConfig = field(default_factory=lambda: SFTConfig(lr=2e-5, epochs=2, batch_rows=4, seq_len=512))
+    sft: CapabilitySFTConfig = field(default_factory=lambda: CapabilitySFTConfig())
 
 
 def measure_capability(name: str, cfg: MeasureConfig) -> dict[str, Any]:
@@ -51,9 +69,7 @@ def measure_capability(name: str, cfg: MeasureConfig) -> dict[str, Any]:
     chat = load_chat_format(load_tokenizer(tok_source))
     base = Path(resolve(cfg.model))
     ctx = CapabilityContext(policy=base, chat=chat, bundle=Path(cfg.bundle), seed=cfg.seed)
-    before = cap.evaluate(base, ctx)
-    out.mkdir(parents=True, exist_ok=True)  # kept on disk at once: a run killed later still has its "before"
-    (out / "before.json").write_text(json.dumps(before, indent=2) + "\n")
+    before = _before(cap, base, ctx, cfg, out / "before.json")
     data = run_fn(
         f"capability-{name}",
         [base],
@@ -80,6 +96,22 @@ def measure_capability(name: str, cfg: MeasureConfig) -> dict[str, Any]:
     }
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _before(cap: Any, base: Path, ctx: CapabilityContext, cfg: MeasureConfig, path: Path) -> dict[str, Any]:
+    """The untuned model's evaluation, written at once (a run killed later keeps it) and reused by a rerun
+    with the same model, tokenizer, seed and options: on a shared CPU it costs minutes."""
+    key = json.loads(json.dumps({"model": cfg.model, "tokenizer": cfg.tokenizer, "seed": cfg.seed,
+                                 "options": cfg.options}, default=str))  # fmt: skip
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("config") == key:
+            log.info("capability %s: reusing the evaluation before tuning from %s", cap.name, path)
+            return saved["before"]
+    before = cap.evaluate(base, ctx)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"config": key, "before": before}, indent=2) + "\n")
+    return before
 
 
 def _finetune(base: Path, chat: Any, kept: Path, cfg: MeasureConfig, tmp: Path) -> dict[str, Any]:

@@ -168,3 +168,12 @@ def test_step_rm_scores_below_threshold_drop_as_bad_step(tmp_path, chat, policy,
     monkeypatch.setattr(MathCapability, "_step_rm", lambda self, *a: (Distrust(), {"step_rm": "stub"}))
     out = cap.generate(CapabilityContext(policy=policy, chat=chat, bundle=tmp_path, seed=0, round=1))
     assert not out.kept and [(r["reason"], r["by"], r["score"]) for r in out.dropped] == [("bad_step", "rm", 0.05)] * 2
+
+
+def test_gsm8k_runs_on_a_finetuned_folder_without_a_tokenizer(tmp_path, chat, policy):
+    """A capability's fine-tuned folder holds weights only; GSM8K is scored with the run's tokenizer."""
+    assert not any(p.name.startswith("tokenizer") for p in policy.iterdir())
+    cap = get_capability("math", {"eval_items": 2, "eval_max_new_tokens": 4, "gsm8k_items": 2})
+    r = cap.evaluate(policy, CapabilityContext(policy=policy, chat=chat, bundle=tmp_path))
+    g = r["gsm8k"]
+    assert g["metric"] == "gsm8k_em" and g["n"] == 2 and 0.0 <= g["value"] <= 1.0
