@@ -60,3 +60,18 @@ def test_bad_parallel_line_names_file_and_line(tmp_path):
     )
     with pytest.raises(ValueError, match=r"bad.jsonl:2: missing field 'target'"):
         run_speech_data(SpeechDataConfig(out=str(tmp_path / "d"), max_sentences=1, parallel=str(bad)))
+
+
+def test_max_vocab_keeps_sentences_of_the_most_frequent_words(tmp_path):
+    """The smaller-vocabulary task: every kept sentence uses only the N most frequent words; the rest are
+    dropped as rare_word, counted in the manifest; max_sentences counts sentences kept."""
+    from herd.speech.data import top_words, words_of
+
+    cfg = SpeechDataConfig(out=str(tmp_path / "v"), max_sentences=6, voices_per_sentence=1, max_vocab=60)
+    vocab = top_words(cfg)["en"]
+    assert len(vocab) == 60 and {"you", "i", "the"} <= vocab  # frequent function words are in
+    c = run_speech_data(cfg).counts
+    assert c["kept"] == 6 and c["dropped"]["rare_word"] > 0
+    assert c["in"] == c["kept"] + sum(c["dropped"].values())
+    for e in read_examples(cfg.out):
+        assert set(words_of(e["target"])) <= vocab, e["target"]
