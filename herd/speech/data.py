@@ -59,6 +59,10 @@ class SpeechDataConfig:
     # 0: any sentence. N: only sentences whose words are all among the N most frequent words of the language's
     # sentences (a smaller-vocabulary task: held-out sentences are new combinations of known words) [D].
     max_vocab: int = 0
+    # 0: speak the corpus's sentences. N (with max_vocab): speak N strings of min_words..max_words words drawn
+    # uniformly from those max_vocab words instead, so every test string is a new combination of trained words
+    # and no string can be told from another by its sentence prior [D].
+    word_strings: int = 0
     test_fraction: float = 0.15
     train_variants: list[str] = field(default_factory=lambda: ["m1", "m3", "f1", "f3"])
     heldout_variants: list[str] = field(default_factory=lambda: ["m7", "f4"])
@@ -255,9 +259,26 @@ def build_speech_data(cfg: SpeechDataConfig, out: Path) -> dict[str, Any]:
     }
 
 
+def string_candidates(cfg: SpeechDataConfig, vocab: dict[str, set[str]]) -> Iterator[Candidate]:
+    """`word_strings` random strings per language over its `max_vocab` most frequent words (seeded)."""
+    rng = random.Random(f"{cfg.seed}:strings")
+    for folder in cfg.languages:
+        code, _ = LANGUAGES[folder]
+        words = sorted(vocab.get(code, set()))
+        seen: set[str] = set()
+        for i in range(cfg.word_strings):
+            text = " ".join(rng.choice(words) for _ in range(rng.randint(cfg.min_words, cfg.max_words)))
+            if text not in seen:  # a repeat would be one string counted twice
+                seen.add(text)
+                yield Candidate("asr", text, code, text, code, f"strings:{i}")
+
+
 def _candidates(cfg: SpeechDataConfig, vocab: dict[str, set[str]] | None = None) -> Iterator[Candidate]:
     per_language: Counter[str] = Counter()
-    for c in asr_candidates(cfg):
+    if cfg.word_strings and not cfg.max_vocab:
+        raise ValueError("speech data: word_strings needs max_vocab (the words the strings are drawn from)")
+    sentences = string_candidates(cfg, vocab or {}) if cfg.word_strings else asr_candidates(cfg)
+    for c in sentences:
         if vocab is not None and reject(c, cfg, vocab) is not None:
             yield c  # dropped with its reason; with a word limit, max_sentences counts the sentences kept
             continue

@@ -75,3 +75,24 @@ def test_max_vocab_keeps_sentences_of_the_most_frequent_words(tmp_path):
     assert c["in"] == c["kept"] + sum(c["dropped"].values())
     for e in read_examples(cfg.out):
         assert set(words_of(e["target"])) <= vocab, e["target"]
+
+
+def test_word_strings_are_new_combinations_of_the_limited_words(tmp_path):
+    """word_strings: random strings over the max_vocab words, the same for a seed; test strings never trained."""
+    from herd.speech.data import top_words, words_of
+
+    cfg = SpeechDataConfig(out=str(tmp_path / "w"), max_vocab=40, word_strings=30, min_words=2, max_words=4,
+                           voices_per_sentence=1, test_fraction=0.3)  # fmt: skip
+    c = run_speech_data(cfg).counts
+    assert c["in"] == c["kept"] + sum(c["dropped"].values()) and c["kept"] >= 28  # repeats are skipped
+    rows = read_examples(cfg.out)
+    vocab = top_words(cfg)["en"]
+    assert all(set(words_of(r["target"])) <= vocab and 2 <= len(r["target"].split()) <= 4 for r in rows)
+    train = {r["target"] for r in rows if r["split"] == "train"}
+    test = {r["target"] for r in rows if r["split"] == "test_sentences"}
+    assert test and not train & test
+    again = SpeechDataConfig(**{**cfg.__dict__, "out": str(tmp_path / "w2")})
+    run_speech_data(again)
+    assert [r["target"] for r in read_examples(again.out)] == [r["target"] for r in rows]
+    with pytest.raises(ValueError, match="word_strings needs max_vocab"):
+        run_speech_data(SpeechDataConfig(out=str(tmp_path / "x"), word_strings=3))
