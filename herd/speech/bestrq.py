@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from herd.speech.frontend import stack_frames
+from herd.speech.frontend import normalize_features, stack_frames
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,6 @@ class RandomProjectionQuantizer(nn.Module):
         # Nearest l2-normalized code = largest cosine similarity.
         sim = torch.einsum("bctk,cnk->bctn", z, self.codebooks)  # (B, C, T, codebook_size)
         return sim.argmax(-1).permute(0, 2, 1)  # (B, T, C)
-
-
-def normalize_features(feats: Tensor, n_frames: Tensor) -> Tensor:
-    """Per utterance and mel bin, zero mean and unit variance over its real frames (padding ignored)."""
-    keep = (torch.arange(feats.shape[1], device=feats.device)[None] < n_frames[:, None]).to(feats.dtype)[..., None]
-    count = keep.sum(1, keepdim=True).clamp(min=1)
-    mean = (feats * keep).sum(1, keepdim=True) / count
-    var = (((feats - mean) * keep) ** 2).sum(1, keepdim=True) / count
-    return (feats - mean) / (var + 1e-5).sqrt() * keep
 
 
 def span_mask(n_frames: Tensor, T: int, prob: float, span: int, generator: torch.Generator | None = None) -> Tensor:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from herd.model.layers import apply_rope, rope_cos_sin, rope_inv_freq
-from herd.speech.frontend import N_MELS, FrameStacker
+from herd.speech.frontend import N_MELS, FrameStacker, normalize_features
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class ConformerConfig:
     rope_theta: float = 10_000.0
     rope: Literal["qk", "input"] = "qk"
     dropout: float = 0.0
+    # Normalize each utterance's mel bins to zero mean, unit variance before stacking (as BEST-RQ's quantizer
+    # input): loudness, voice and added noise shift whole bins. Off in the presets (parity with references) [D].
+    utterance_norm: bool = False
 
     def __post_init__(self) -> None:
         if self.dim % self.n_heads or (self.dim // self.n_heads) % 2:
@@ -160,6 +163,9 @@ class ConformerEncoder(nn.Module):
 
     def forward(self, feats: Tensor, n_frames: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """feats (B, T, n_mels); n_frames (B,) real 10 ms frames per row (None: all). Returns (h, lengths)."""
+        if self.cfg.utterance_norm:
+            full = torch.full((feats.shape[0],), feats.shape[1], device=feats.device)
+            feats = normalize_features(feats, full if n_frames is None else n_frames)
         h = self.subsample(feats)  # (B, T', dim), T' = T // stack
         B, T, _ = h.shape
         lengths = torch.full((B,), T, device=h.device) if n_frames is None else self.out_lengths(n_frames)

@@ -56,6 +56,13 @@ class SpeechDataConfig:
     min_words: int = 2
     max_words: int = 12
     max_seconds: float = 6.0
+    # 0: any sentence. N: only sentences whose words are all among the N most frequent words of the language's
+    # sentences (a smaller-vocabulary task: held-out sentences are new combinations of known words) [D].
+    max_vocab: int = 0
+    # 0: speak the corpus's sentences. N (with max_vocab): speak N strings of min_words..max_words words drawn
+    # uniformly from those max_vocab words instead, so every test string is a new combination of trained words
+    # and no string can be told from another by its sentence prior [D].
+    word_strings: int = 0
     test_fraction: float = 0.15
     train_variants: list[str] = field(default_factory=lambda: ["m1", "m3", "f1", "f3"])
     heldout_variants: list[str] = field(default_factory=lambda: ["m7", "f4"])
@@ -147,7 +154,22 @@ def ast_candidates(path: Path) -> Iterator[Candidate]:
                         str(row["target_language"]), f"{path.name}:{lineno}")  # fmt: skip
 
 
-def reject(c: Candidate, cfg: SpeechDataConfig) -> str | None:
+def words_of(text: str) -> list[str]:
+    """Lowercased words without punctuation (as WER counts them)."""
+    return re.sub(r"[^\w\s']", " ", text.lower()).split()
+
+
+def top_words(cfg: SpeechDataConfig) -> dict[str, set[str]]:
+    """Per language, the `max_vocab` most frequent words over the sentences that pass `reject` (ties by word)."""
+    counts: dict[str, Counter[str]] = {}
+    for c in asr_candidates(cfg):
+        if reject(c, cfg) is None:
+            counts.setdefault(c.language, Counter()).update(words_of(c.text))
+    return {lang: {w for w, _ in sorted(n.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.max_vocab]}
+            for lang, n in counts.items()}  # fmt: skip
+
+
+def reject(c: Candidate, cfg: SpeechDataConfig, vocab: dict[str, set[str]] | None = None) -> str | None:
     """A drop reason for text that should not be spoken, or None."""
     words = c.text.split()
     if c.language not in CODE_TO_NAME:
@@ -160,6 +182,8 @@ def reject(c: Candidate, cfg: SpeechDataConfig) -> str | None:
         return "too_many_words"
     if "http" in c.text or "<" in c.text or "```" in c.text:
         return "markup"  # URLs and code read out letter by letter
+    if vocab is not None and c.task == "asr" and not set(words_of(c.text)) <= vocab.get(c.language, set()):
+        return "rare_word"
     return None
 
 
@@ -184,10 +208,11 @@ def build_speech_data(cfg: SpeechDataConfig, out: Path) -> dict[str, Any]:
     kept: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
     n_in = n_kept = 0
-    for c in _candidates(cfg):
+    vocab = top_words(cfg) if cfg.max_vocab else None
+    for c in _candidates(cfg, vocab):
         n_in += 1
         row = {"task": c.task, "text": c.text, "language": c.language, "source": c.source}
-        reason = reject(c, cfg)
+        reason = reject(c, cfg, vocab)
         if reason:
             dropped.append({**row, "reason": reason})
             continue
@@ -234,9 +259,29 @@ def build_speech_data(cfg: SpeechDataConfig, out: Path) -> dict[str, Any]:
     }
 
 
-def _candidates(cfg: SpeechDataConfig) -> Iterator[Candidate]:
+def string_candidates(cfg: SpeechDataConfig, vocab: dict[str, set[str]]) -> Iterator[Candidate]:
+    """`word_strings` random strings per language over its `max_vocab` most frequent words (seeded)."""
+    rng = random.Random(f"{cfg.seed}:strings")
+    for folder in cfg.languages:
+        code, _ = LANGUAGES[folder]
+        words = sorted(vocab.get(code, set()))
+        seen: set[str] = set()
+        for i in range(cfg.word_strings):
+            text = " ".join(rng.choice(words) for _ in range(rng.randint(cfg.min_words, cfg.max_words)))
+            if text not in seen:  # a repeat would be one string counted twice
+                seen.add(text)
+                yield Candidate("asr", text, code, text, code, f"strings:{i}")
+
+
+def _candidates(cfg: SpeechDataConfig, vocab: dict[str, set[str]] | None = None) -> Iterator[Candidate]:
     per_language: Counter[str] = Counter()
-    for c in asr_candidates(cfg):
+    if cfg.word_strings and not cfg.max_vocab:
+        raise ValueError("speech data: word_strings needs max_vocab (the words the strings are drawn from)")
+    sentences = string_candidates(cfg, vocab or {}) if cfg.word_strings else asr_candidates(cfg)
+    for c in sentences:
+        if vocab is not None and reject(c, cfg, vocab) is not None:
+            yield c  # dropped with its reason; with a word limit, max_sentences counts the sentences kept
+            continue
         if per_language[c.language] < cfg.max_sentences:
             per_language[c.language] += 1
             yield c

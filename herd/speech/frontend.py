@@ -83,6 +83,15 @@ class LogMel(nn.Module):
         return (torch.maximum(logmel, peak - 8.0) + 4.0) / 4.0
 
 
+def normalize_features(feats: Tensor, n_frames: Tensor) -> Tensor:
+    """Per utterance and mel bin, zero mean and unit variance over its real frames (padding ignored)."""
+    keep = (torch.arange(feats.shape[1], device=feats.device)[None] < n_frames[:, None]).to(feats.dtype)[..., None]
+    count = keep.sum(1, keepdim=True).clamp(min=1)
+    mean = (feats * keep).sum(1, keepdim=True) / count
+    var = (((feats - mean) * keep) ** 2).sum(1, keepdim=True) / count
+    return (feats - mean) / (var + 1e-5).sqrt() * keep
+
+
 def num_frames(n_samples: int, hop: int = HOP) -> int:
     return n_samples // hop
 

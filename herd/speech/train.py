@@ -69,6 +69,18 @@ class SpeechTrainConfig:
     sft_lr: float = 1e-3
     warmup: int = 50  # SFT warm-up steps before the cosine decay
     ctc_weight: float = 0.0  # auxiliary character CTC loss on the encoder; an addition to the paper [D]
+    # Encoder CTC warm-up between BEST-RQ and SFT: encoder + character CTC head alone, no LM [D, not in the paper].
+    ctc_steps: int = 0
+    ctc_lr: float = 3e-3
+    # The CTC head predicts this many labels per 40 ms frame: espeak-ng speaks ~1.5 frames per character
+    # (5% of utterances under 1.1), too few for CTC, which needs a blank between repeated letters [D].
+    ctc_upsample: int = 2
+    # The encoder's input: each utterance's mel bins at zero mean and unit variance, as BEST-RQ's targets see
+    # them (herd.speech.conformer.ConformerConfig.utterance_norm) [D].
+    utterance_norm: bool = True
+    # SpecAugment on training batches (CTC warm-up and SFT): 2 mel bands of up to 15 bins and one time span of up
+    # to 20 frames (0.2 s) per second are zeroed (after normalization, so zero is the bin's mean) [D].
+    spec_augment: bool = False
     batch_size: int = 16
     tasks: list[str] = field(default_factory=lambda: ["asr", "ast", "dialogue"])
     max_eval: int = 200  # utterances per held-out split
@@ -96,6 +108,24 @@ def load_features(rows: list[dict[str, Any]]) -> list[torch.Tensor]:
 def pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     n = torch.tensor([f.shape[0] for f in feats])
     return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), n
+
+
+def spec_augment(x: torch.Tensor, n: torch.Tensor, rng: random.Random) -> torch.Tensor:
+    """SpecAugment's frequency and time masks (Park et al. 2019) on normalized features (B, T, 80)."""
+    from herd.speech.frontend import normalize_features
+
+    x = normalize_features(x, n)
+    for i in range(x.shape[0]):
+        for _ in range(2):
+            w = rng.randrange(16)
+            f = rng.randrange(x.shape[2] - w + 1)
+            x[i, :, f : f + w] = 0.0
+        T = int(n[i])
+        for _ in range(max(1, T // 100)):
+            w = rng.randrange(min(21, T // 5 + 1))
+            t = rng.randrange(T - w + 1)
+            x[i, t : t + w] = 0.0
+    return x
 
 
 # ---------------------------------------------------------------- the frozen LM and its prompts
@@ -183,17 +213,87 @@ def ctc_targets(text: str) -> list[int]:
     return [CTC_CHARS.index(c) + 1 for c in normalize_text(text) if c in CTC_CHARS]
 
 
-def ctc_loss(head: torch.nn.Linear, h: torch.Tensor, lengths: torch.Tensor, texts: list[str]) -> torch.Tensor:
-    """Character CTC on the encoder's 40 ms frames: a direct alignment signal the tiny encoder learns from
-    in minutes, where the LM's loss alone reaches it only through the adapter [D, not in the paper]."""
+class CTCHead(torch.nn.Module):
+    """Character CTC logits from encoder frames: `upsample` label slots per 40 ms frame [D, not in the paper]."""
+
+    def __init__(self, dim: int, upsample: int = 1) -> None:
+        super().__init__()
+        self.upsample, self.n_classes = upsample, len(CTC_CHARS) + 1
+        self.proj = torch.nn.Linear(dim, self.n_classes * upsample)
+
+    def forward(self, h: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, dim) → log-probabilities (B, T·upsample, classes) and their lengths."""
+        B, T, _ = h.shape
+        z = self.proj(h).view(B, T * self.upsample, self.n_classes)
+        return z.float().log_softmax(-1), lengths * self.upsample
+
+
+def ctc_loss(head: CTCHead, h: torch.Tensor, lengths: torch.Tensor, texts: list[str]) -> torch.Tensor:
+    """Character CTC on the encoder's frames: a direct alignment signal the tiny encoder learns from in minutes,
+    where the LM's loss alone reaches it only through the adapter [D, not in the paper]."""
     targets = [torch.tensor(ctc_targets(t) or [1]) for t in texts]
-    logp = head(h).float().log_softmax(-1).transpose(0, 1)  # (T, B, C)
-    return torch.nn.functional.ctc_loss(logp, torch.cat(targets), lengths, torch.tensor([len(t) for t in targets]),
-                                        zero_infinity=True)  # fmt: skip
+    logp, n = head(h, lengths)
+    return torch.nn.functional.ctc_loss(logp.transpose(0, 1), torch.cat(targets), n,
+                                        torch.tensor([len(t) for t in targets]), zero_infinity=True)  # fmt: skip
+
+
+def ctc_greedy(head: CTCHead, h: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+    """Best path, repeats merged, blanks removed."""
+    logp, n = head(h, lengths)
+    out = []
+    for row, k in zip(logp.argmax(-1).tolist(), n.tolist(), strict=True):
+        chars, prev = [], 0
+        for c in row[:k]:
+            if c not in (0, prev):
+                chars.append(CTC_CHARS[c - 1])
+            prev = c
+        out.append("".join(chars))
+    return out
+
+
+def pretrain_ctc(encoder: ConformerEncoder, head: CTCHead, rows: list[dict[str, Any]], feats: list[torch.Tensor],
+                 cfg: SpeechTrainConfig) -> list[float]:  # fmt: skip
+    """Encoder + CTC head alone (no LM forward: ~3x cheaper per step than SFT), so SFT starts from an encoder
+    that already spells [D]."""
+    encoder.train()
+    params = [*encoder.parameters(), *head.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.ctc_lr, weight_decay=0.01)
+    rng = random.Random(cfg.seed + 2)
+    losses = []
+    for step in range(cfg.ctc_steps):
+        _cosine(opt, cfg.ctc_lr, step, cfg.ctc_steps, cfg.warmup)
+        idx = [rng.randrange(len(rows)) for _ in range(cfg.batch_size)]
+        x, n = pad_features([feats[i] for i in idx])
+        x = spec_augment(x, n, rng) if cfg.spec_augment else x
+        h, h_len = encoder(x, n)
+        loss = ctc_loss(head, h, h_len, [rows[i]["target"] for i in idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if step % 100 == 0:
+            log.info("encoder ctc step %d loss %.3f", step, loss.item())
+    return losses
+
+
+@torch.no_grad()
+def evaluate_ctc(encoder: ConformerEncoder, head: CTCHead, rows: list[dict[str, Any]], feats: list[torch.Tensor],
+                 cfg: SpeechTrainConfig) -> dict[str, float]:  # fmt: skip
+    """The encoder's own greedy CTC transcripts: WER [95% CI] and CER (jiwer), a diagnostic of the acoustic model."""
+    import jiwer
+
+    encoder.eval()
+    hyps: list[str] = []
+    for s in range(0, len(rows), 32):
+        x, n = pad_features(feats[s : s + 32])
+        hyps += ctc_greedy(head, *encoder(x, n))
+    refs = [normalize_text(r["target"]) for r in rows]
+    return {**wer_with_ci(refs, hyps, cfg.seed), "cer": float(jiwer.cer(refs, hyps))}
 
 
 def train_sft(model: SpeechLM, rows: list[dict[str, Any]], feats: list[torch.Tensor], tok: Any,
-              cfg: SpeechTrainConfig, ctc_head: torch.nn.Linear | None = None) -> list[float]:  # fmt: skip
+              cfg: SpeechTrainConfig, ctc_head: CTCHead | None = None) -> list[float]:  # fmt: skip
     model.train()
     params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("lm.")]
     params += list(ctc_head.parameters()) if ctc_head is not None else []
@@ -205,6 +305,7 @@ def train_sft(model: SpeechLM, rows: list[dict[str, Any]], feats: list[torch.Ten
         _cosine(opt, cfg.sft_lr, step, cfg.sft_steps, cfg.warmup)
         idx = [rng.randrange(len(rows)) for _ in range(cfg.batch_size)]
         x, n = pad_features([feats[i] for i in idx])
+        x = spec_augment(x, n, rng) if cfg.spec_augment else x
         h, h_len = model.encoder(x, n)
         speech = model.adapter(h, h_len)
         loss = model.loss([toks[i][0] for i in idx], x, n, [toks[i][1] for i in idx], [toks[i][2] for i in idx],
@@ -298,7 +399,7 @@ def evaluate(model: SpeechLM, rows: list[dict[str, Any]], feats: list[torch.Tens
 
 def build_speech_model(cfg: SpeechTrainConfig, lm: Transformer) -> SpeechLM:
     torch.manual_seed(cfg.seed)
-    enc = ConformerEncoder(conformer_preset(cfg.encoder))
+    enc = ConformerEncoder(conformer_preset(cfg.encoder, utterance_norm=cfg.utterance_norm))
     adapter = SpeechAdapter(ADAPTER_PRESETS[_adapter_name(cfg.adapter)], enc.cfg.dim, lm.cfg.dim)
     return SpeechLM(lm, enc, adapter)
 
@@ -329,9 +430,19 @@ def train_speech(cfg: SpeechTrainConfig, out: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     pre_losses = pretrain_bestrq(model.encoder, feats, cfg) if cfg.pretrain_steps else []
     t_pre = time.perf_counter()
-    ctc_head = torch.nn.Linear(model.encoder.cfg.dim, len(CTC_CHARS) + 1) if cfg.ctc_weight else None
-    sft_losses = train_sft(model, train, feats, tok, cfg, ctc_head)
+    use_ctc = bool(cfg.ctc_weight or cfg.ctc_steps)
+    ctc_head = CTCHead(model.encoder.cfg.dim, cfg.ctc_upsample) if use_ctc else None
+    ctc_losses = pretrain_ctc(model.encoder, ctc_head, train, feats, cfg) if ctc_head and cfg.ctc_steps else []
+    t_ctc = time.perf_counter()
+    ctc_eval = (
+        {s: evaluate_ctc(model.encoder, ctc_head, tests[s], test_feats[s], cfg) for s in tests} if ctc_head else {}
+    )
+    sft_losses = train_sft(model, train, feats, tok, cfg, ctc_head if cfg.ctc_weight else None)
     t_sft = time.perf_counter()
+    encoder_ctc = {}  # the encoder's own CTC transcripts before and after SFT: the acoustic model's share of errors
+    for s in ctc_eval:
+        after = evaluate_ctc(model.encoder, ctc_head, tests[s], test_feats[s], cfg)
+        encoder_ctc[s] = {"after_ctc_steps": ctc_eval[s], "after_sft": after}
     trained, rows_out = {}, []
     for s in tests:
         trained[s], hyps = evaluate(model, tests[s], test_feats[s], tok, cfg.seed)
@@ -354,10 +465,11 @@ def train_speech(cfg: SpeechTrainConfig, out: Path) -> dict[str, Any]:
     metrics = {
         "train_utterances": len(train), "threads": torch.get_num_threads(),
         "bestrq_loss_first_last": [_avg(pre_losses[:20]), _avg(pre_losses[-20:])],
+        "ctc_loss_first_last": [_avg(ctc_losses[:20]), _avg(ctc_losses[-20:])],
         "sft_loss_first_last": [_avg(sft_losses[:20]), _avg(sft_losses[-20:])],
-        "untrained": untrained, "trained": trained,
+        "untrained": untrained, "trained": trained, "encoder_ctc": encoder_ctc,
         "seconds": {"features": round(t_feats - start, 1), "lm": round(t_lm - t_feats, 1),
-                    "bestrq": round(t_pre - t0, 1), "sft": round(t_sft - t_pre, 1),
+                    "bestrq": round(t_pre - t0, 1), "ctc": round(t_ctc - t_pre, 1), "sft": round(t_sft - t_ctc, 1),
                     "eval": round(t_eval - t_sft, 1), "total": round(time.perf_counter() - start, 1)},
     }  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

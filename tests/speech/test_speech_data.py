@@ -60,3 +60,39 @@ def test_bad_parallel_line_names_file_and_line(tmp_path):
     )
     with pytest.raises(ValueError, match=r"bad.jsonl:2: missing field 'target'"):
         run_speech_data(SpeechDataConfig(out=str(tmp_path / "d"), max_sentences=1, parallel=str(bad)))
+
+
+def test_max_vocab_keeps_sentences_of_the_most_frequent_words(tmp_path):
+    """The smaller-vocabulary task: every kept sentence uses only the N most frequent words; the rest are
+    dropped as rare_word, counted in the manifest; max_sentences counts sentences kept."""
+    from herd.speech.data import top_words, words_of
+
+    cfg = SpeechDataConfig(out=str(tmp_path / "v"), max_sentences=6, voices_per_sentence=1, max_vocab=60)
+    vocab = top_words(cfg)["en"]
+    assert len(vocab) == 60 and {"you", "i", "the"} <= vocab  # frequent function words are in
+    c = run_speech_data(cfg).counts
+    assert c["kept"] == 6 and c["dropped"]["rare_word"] > 0
+    assert c["in"] == c["kept"] + sum(c["dropped"].values())
+    for e in read_examples(cfg.out):
+        assert set(words_of(e["target"])) <= vocab, e["target"]
+
+
+def test_word_strings_are_new_combinations_of_the_limited_words(tmp_path):
+    """word_strings: random strings over the max_vocab words, the same for a seed; test strings never trained."""
+    from herd.speech.data import top_words, words_of
+
+    cfg = SpeechDataConfig(out=str(tmp_path / "w"), max_vocab=40, word_strings=30, min_words=2, max_words=4,
+                           voices_per_sentence=1, test_fraction=0.3)  # fmt: skip
+    c = run_speech_data(cfg).counts
+    assert c["in"] == c["kept"] + sum(c["dropped"].values()) and c["kept"] >= 28  # repeats are skipped
+    rows = read_examples(cfg.out)
+    vocab = top_words(cfg)["en"]
+    assert all(set(words_of(r["target"])) <= vocab and 2 <= len(r["target"].split()) <= 4 for r in rows)
+    train = {r["target"] for r in rows if r["split"] == "train"}
+    test = {r["target"] for r in rows if r["split"] == "test_sentences"}
+    assert test and not train & test
+    again = SpeechDataConfig(**{**cfg.__dict__, "out": str(tmp_path / "w2")})
+    run_speech_data(again)
+    assert [r["target"] for r in read_examples(again.out)] == [r["target"] for r in rows]
+    with pytest.raises(ValueError, match="word_strings needs max_vocab"):
+        run_speech_data(SpeechDataConfig(out=str(tmp_path / "x"), word_strings=3))

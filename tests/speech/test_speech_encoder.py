@@ -129,10 +129,11 @@ def test_qk_rope_attends_by_relative_position():
     assert not torch.allclose(a, c, atol=1e-3)  # and it does see order
 
 
-def test_padding_does_not_change_real_frames():
+@pytest.mark.parametrize("utterance_norm", [False, True])
+def test_padding_does_not_change_real_frames(utterance_norm):
     torch.manual_seed(0)
-    enc = ConformerEncoder(get_preset("tiny")).eval()
-    feats = torch.randn(1, 40, 80)
+    enc = ConformerEncoder(get_preset("tiny", utterance_norm=utterance_norm)).eval()
+    feats = torch.randn(1, 40, 80) * 3 + 2  # off-center, so normalization over padding would show
     alone, _ = enc(feats)
     padded = torch.cat([feats, torch.randn(1, 24, 80)], dim=1)
     both, lengths = enc(torch.cat([padded, torch.randn(1, 64, 80)]), torch.tensor([40, 64]))
@@ -148,3 +149,12 @@ def test_presets_reach_the_papers_1b_encoder():
     assert 0.95e9 < n < 1.1e9, n  # [P §8.1]: "a Conformer with 1B parameters"
     with pytest.raises(ValueError, match="did you mean 'tiny'"):
         get_preset("tinyy")
+
+
+def test_utterance_norm_removes_per_bin_offsets_and_scale():
+    """With utterance_norm, a constant shift and a scale of each mel bin (loudness, channel) change nothing."""
+    torch.manual_seed(0)
+    enc = ConformerEncoder(get_preset("tiny", utterance_norm=True)).eval()
+    feats = torch.randn(2, 48, 80)
+    moved = feats * torch.rand(1, 1, 80).add(0.5) + torch.randn(1, 1, 80)
+    torch.testing.assert_close(enc(moved)[0], enc(feats)[0], atol=1e-4, rtol=1e-4)

@@ -84,21 +84,53 @@ def test_baseline_is_the_mean_per_phone_and_training_is_deterministic():
     assert P.duration_mae_ms(pred_dur, torch.exp(b.log_dur)) < 3.0  # learns a phone → duration table
 
 
+# Run in a fresh interpreter: espeak-ng's timing depends on what the process spoke before. Measured: the same
+# call repeated in one process alternates between two timings ~8.7 ms apart (one pitch period at ~115 Hz: 44,508
+# vs 44,702 samples), whatever was spoken in between; Terminate + re-initialize and espeak_ng_SetRandSeed do not
+# reset it. After the data tests ran in this process, one word came out 12.7% off its request (bound 10%); alone,
+# the sequence of calls (so the result) is fixed. The bound stays; the history is what the fresh process removes.
+_DURATIONS_SCRIPT = """
+import json
+import numpy as np
+from herd.speech import prosody as P
+from herd.speech.synth import Voice
+text = "People worry about things all the time."
+utt = P.build_utterance(text, Voice())
+factors = [1.5, 0.7, 1.3, 0.8, 1.6, 1.0, 0.75]
+dur = [d * factors[w] for d, w in zip(utt.dur_ms, utt.word_of, strict=True)]
+wav, sr, phones = P.speak_with_prosody(text.split(), *P.word_targets(utt, dur, utt.f0_hz), Voice())
+err = P.playback_errors(utt, dur, phones)
+print(json.dumps({**{k: err[k] for k in ("same_phones", "word_dur_spoken_ms", "word_dur_pred_ms", "phone_corr")},
+                  "seconds": len(wav) / sr, "last_end": phones[-1].end}, default=float))
+"""
+
+
+def _fresh_process(script: str) -> dict:
+    """The JSON a script prints when run by a new Python (this repository first on its path)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import herd
+
+    root = str(Path(herd.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_playback_follows_requested_durations():
     """Stretch and squeeze words through SSML in closed loop: each spoken word lasts its requested duration
     within 10%, and per phone the spoken durations track the requested ones (correlation > 0.9)."""
-    text = "People worry about things all the time."
-    words = text.split()
-    utt = P.build_utterance(text, Voice())
-    factors = [1.5, 0.7, 1.3, 0.8, 1.6, 1.0, 0.75]
-    dur = [d * factors[w] for d, w in zip(utt.dur_ms, utt.word_of, strict=True)]
-    wav, sr, phones = P.speak_with_prosody(words, *P.word_targets(utt, dur, utt.f0_hz), Voice())
-    err = P.playback_errors(utt, dur, phones)
+    err = _fresh_process(_DURATIONS_SCRIPT)
     assert err["same_phones"]
     spoken, want = np.array(err["word_dur_spoken_ms"]), np.array(err["word_dur_pred_ms"])
     assert np.all(np.abs(spoken - want) <= 0.10 * want), (spoken, want)
     assert err["phone_corr"] > 0.9
-    assert len(wav) / sr == pytest.approx(phones[-1].end, abs=0.5)
+    assert err["seconds"] == pytest.approx(err["last_end"], abs=0.5)
 
 
 def test_playback_follows_requested_pitch():

@@ -45,8 +45,12 @@ def _write_data(folder) -> None:
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("roundtrip")
     _write_data(root / "data")
+    # The encoder settings the bundled recipe uses (per-utterance normalization, 2 CTC labels per frame, a CTC
+    # warm-up) made this 16-utterance model worse, not better (measured: WER 0.58, and 0.83 with 200 CTC steps,
+    # on the held-out rendering; docs/speech.md), so the test keeps the settings it was measured with.
     cfg = SpeechTrainConfig(data=str(root / "data"), out=str(root / "model"), pretrain_steps=0, sft_steps=400,
                             sft_lr=3e-3, warmup=10, batch_size=8, tasks=["asr"], ctc_weight=0.3,
+                            utterance_norm=False, ctc_upsample=1,
                             tiny_lm=TinyLMConfig(steps=200, vocab_size=600, dim=64, n_heads=2))  # fmt: skip
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the float summation order, hence the trajectory, follows the thread count
