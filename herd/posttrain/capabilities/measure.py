@@ -33,7 +33,7 @@ log = get_logger(__name__)
 @dataclass
 class CapabilitySFTConfig(SFTConfig):
     """SFTConfig with this command's defaults as field defaults, so `sft.lr=...` on the command line keeps
-    the others, and so `herd capability --help`-style dumps show the real defaults.
+    the others (herd.core.config lays a partial table over the field's default instance).
 
     4 rows a step, one per forward, blocks recomputed in backward: SmolLM2-135M SFT stays near 3 GB RSS
     (docs/posttraining.md, "SFT memory"), where all rows at once with full logits needed 6-8 GB. seq_len
