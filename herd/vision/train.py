@@ -322,6 +322,17 @@ def compare_runs(a: dict[str, Any], b: dict[str, Any], key: str = "vision") -> d
     return paired_gain(a["hits"][key], b["hits"][key])
 
 
+def seeds_summary(reports: list[dict[str, Any]], key: str = "vision") -> dict[str, Any]:
+    """Held-out VQA gain over the text-only model per seed and pooled: the mean over seeds with a 95%
+    interval from every (seed, question) difference (paired within a seed), and the seeds' spread."""
+    per_seed = [paired_gain(r["hits"][key], r["hits"]["text_only"]) for r in reports]
+    pooled = paired_gain(
+        [h for r in reports for h in r["hits"][key]], [h for r in reports for h in r["hits"]["text_only"]]
+    )
+    gains = [g["gain"] for g in per_seed]
+    return {"per_seed": per_seed, "mean": pooled, "min": min(gains), "max": max(gains)}
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The before/after table: accuracy ± 95% CI per source for each model, then the paired gains."""
     ev = report["eval"]

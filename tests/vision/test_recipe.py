@@ -11,7 +11,7 @@ import pytest
 from herd.vision.clip import ClipConfig
 from herd.vision.data import VisionDataConfig
 from herd.vision.dpo import VisionDPOConfig
-from herd.vision.train import StageSteps, VisionTrainConfig, format_report, run_recipe
+from herd.vision.train import StageSteps, VisionTrainConfig, format_report, run_recipe, seeds_summary
 from herd.vision.video_qa import VideoQAConfig
 
 
@@ -46,3 +46,15 @@ def test_recipe_sliver(tmp_path, smollm2_gguf):
     assert "gain_vs_text_only" in text and "gain_dpo_vs_sft" in text and "recall@1" in text
     heads = [t["head"][0] for t in report["report"]["tables"]]
     assert heads == ["model", "paired gain", "CLIP encoder", "video model"]
+
+
+def test_seeds_summary_pools_paired_differences():
+    # Seed A: +1 on 2 of 4 questions; seed B: +1 on one, -1 on one. Pooled differences: 1,1,0,0,1,-1,0,0.
+    a = {"hits": {"vision": [1, 1, 0, 1], "text_only": [0, 0, 0, 1]}}
+    b = {"hits": {"vision": [1, 0, 0, 0], "text_only": [0, 1, 0, 0]}}
+    s = seeds_summary([a, b])
+    assert [g["gain"] for g in s["per_seed"]] == [0.5, 0.0]
+    assert s["mean"]["gain"] == 0.25 and s["mean"]["n"] == 8
+    assert (s["min"], s["max"]) == (0.0, 0.5)
+    sd = (sum((d - 0.25) ** 2 for d in [1, 1, 0, 0, 1, -1, 0, 0]) / 7) ** 0.5
+    assert abs(s["mean"]["ci95"] - 1.96 * sd / 8**0.5) < 1e-12

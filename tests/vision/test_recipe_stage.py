@@ -21,7 +21,7 @@ def test_vision_runs_after_safety_and_before_the_report(tmp_path):
     assert vcfg.out_dir == str(tmp_path / "run" / "vision") and vcfg.data.out_dir == str(
         tmp_path / "run" / "vision-data"
     )
-    assert vcfg.sft.steps > 0 and vcfg.clip.steps > 0  # the bundled TOML's schedule, not the defaults
+    assert (vcfg.sft.steps, vcfg.sft.lr) == (120, 2e-3)  # the bundled TOML's schedule, not the defaults
     assert run_recipe_vision(RecipeVisionSection(), tmp_path / "off") is None  # off by default
     assert not (tmp_path / "off").exists()
 
