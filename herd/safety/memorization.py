@@ -42,6 +42,9 @@ class MemorizationConfig:
     batch: int = 8
     seed: int = 0
     per_doc: int = 1  # windows per document (non-overlapping): a small shard set has few documents
+    # The control: prefixes from these shards (held-out text the model never saw) instead of the training
+    # shards; the index is still the training shards', so any inclusion is text the model writes anyway.
+    prefix_shards: str = ""
 
 
 def load_index(folder: Path, n: int) -> NgramIndex:
@@ -139,26 +142,30 @@ def _measure(cfg: MemorizationConfig, generate: Generate | None, out: Path) -> d
     shards = training_shards(cfg.shards)
     index = build_index(link_shards(shards, out / "shards"), out / "index", cfg.n)
     shutil.rmtree(out / "shards")
-    windows = sample_windows(shards, cfg.prefix_len + cfg.new_tokens, cfg.samples, cfg.seed, cfg.per_doc)
+    source = list_shards(cfg.prefix_shards) if cfg.prefix_shards else shards
+    windows = sample_windows(source, cfg.prefix_len + cfg.new_tokens, cfg.samples, cfg.seed, cfg.per_doc)
     if not windows:
         raise ValueError(f"{cfg.shards}: no document holds {cfg.prefix_len + cfg.new_tokens} tokens")
     gen = generate or model_generate(cfg.model, cfg.new_tokens, cfg.batch)
     result = {"model": cfg.model, "shards": cfg.shards, "prefix_len": cfg.prefix_len, "seed": cfg.seed,
-              "per_doc": cfg.per_doc, "index": index, "training_shards": len(shards)}  # fmt: skip
+              "per_doc": cfg.per_doc, "prefix_shards": cfg.prefix_shards, "index": index,
+              "training_shards": len(shards)}  # fmt: skip
     result |= memorization(load_index(out / "index", cfg.n), windows, cfg.prefix_len, gen)
     (out / "memorization.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
-if __name__ == "__main__":  # python -m herd.safety.memorization MODEL SHARDS OUT [SAMPLES [N [PER_DOC]]]
+if __name__ == "__main__":  # python -m herd.safety.memorization MODEL SHARDS OUT [SAMPLES [N [PER_DOC [PREFIXES]]]]
     import sys
 
-    usage = "usage: python -m herd.safety.memorization MODEL SHARDS OUT [SAMPLES [N [PER_DOC]]]"
-    if not 4 <= len(sys.argv) <= 7:
+    usage = "usage: python -m herd.safety.memorization MODEL SHARDS OUT [SAMPLES [N [PER_DOC [PREFIX_SHARDS]]]]"
+    if not 4 <= len(sys.argv) <= 8:
         sys.exit(usage)
     model, shards, out = sys.argv[1:4]
-    extra = [int(x) for x in sys.argv[4:]]
+    extra = [int(x) for x in sys.argv[4:7]]
     d = MemorizationConfig()
     samples, n, per_doc = [*extra, *[d.samples, d.n, d.per_doc][len(extra) :]]
-    cfg = MemorizationConfig(model, shards, out, n=n, new_tokens=max(d.new_tokens, n), samples=samples, per_doc=per_doc)
+    prefixes = sys.argv[7] if len(sys.argv) == 8 else ""
+    cfg = MemorizationConfig(model, shards, out, n=n, new_tokens=max(d.new_tokens, n), samples=samples,
+                             per_doc=per_doc, prefix_shards=prefixes)  # fmt: skip
     print(json.dumps(run_memorization(cfg), indent=1))

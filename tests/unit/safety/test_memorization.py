@@ -87,3 +87,19 @@ def test_several_windows_per_document(shards) -> None:
     for d in {d for d, _ in spans}:
         starts = sorted(i for j, i in spans if j == d)
         assert all(b - a >= 66 for a, b in itertools.pairwise(starts))  # no two windows of a document overlap
+
+
+def test_control_prefixes_from_held_out_shards(tmp_path, shards) -> None:
+    """prefix_shards: windows come from the held-out shard (its continuation recited exactly), yet nothing is
+    included, since the index holds the training shards only."""
+    folder, _ = shards
+    held = list(range(500, 700))
+
+    def recite_held(prefixes):
+        return [held[held.index(p[0]) + len(p) :][:50] for p in prefixes]
+
+    cfg = MemorizationConfig(shards=str(folder), out=str(tmp_path / "c"), samples=5, prefix_len=16, per_doc=5,
+                             prefix_shards=str(folder / "web" / "val"))  # fmt: skip
+    m = run_memorization(cfg, recite_held)
+    assert m["exact"] == {"rate": 1.0, "ci95": 0.0, "n": 3}  # 200 held-out tokens hold three 66-token windows
+    assert m["inclusion"]["rate"] == 0.0 and m["prefix_shards"].endswith("val")
