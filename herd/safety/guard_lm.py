@@ -321,6 +321,36 @@ def _train_stage(cfg: GuardLMConfig, out: Path) -> dict[str, Any]:
             "heldout": len(test), "steps": trained["steps"], "train_s": trained["train_s"]}  # fmt: skip
 
 
+@torch.no_grad()
+def pooled_features(guard: Any, examples: Sequence[Mapping[str, Any]]) -> Any:
+    """The guard's final hidden states averaged over its prompt, one row per conversation (numpy)."""
+    import numpy as np
+
+    device = guard.model.tok_embeddings.weight.device
+    rows = []
+    for e in examples:
+        ids = torch.tensor([guard.encode(e["messages"])], device=device)
+        rows.append(guard.model(ids, return_hidden=True)[0].float().mean(0).cpu().numpy())
+    return np.stack(rows)
+
+
+def head_probe(guard: Any, train: Sequence[Mapping[str, Any]], test: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A probe, not part of the Llama Guard format: the guard's own verdict (P(unsafe) ≥ its threshold), and for
+    unsafe ones the code from a logistic-regression head on pooled hidden states (pooled_features), fitted on
+    the unsafe training conversations. Tells whether the trained blocks carry the category at all where the
+    answer line does not read it out (docs/safety.md)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    unsafe = [e for e in train if e["label"] != SAFE]
+    x = pooled_features(guard, unsafe)
+    scaler = StandardScaler().fit(x)
+    head = LogisticRegression(max_iter=2000, C=0.1).fit(scaler.transform(x), [e["label"] for e in unsafe])
+    codes = head.predict(scaler.transform(pooled_features(guard, test)))
+    p = guard.p_unsafe([e["messages"] for e in test])
+    return [SAFE if pu < guard.threshold else str(c) for pu, c in zip(p, codes, strict=True)]
+
+
 def rescore(folder: str | Path, out: str | Path) -> dict[str, Any]:
     """Score a trained guard folder (`model/`, `data/`) again with every category decoding, as a stage:
     out/metrics.json + MANIFEST.json. For guards trained before the closed-set scoring existed."""
@@ -348,6 +378,8 @@ def _rescore(src: Path, out: Path) -> dict[str, Any]:
     metrics: dict[str, Any] = {f"lm_guard_{k}": evaluate_sides(None, test, train, v) for k, v in preds.items()}
     metrics["category_given_unsafe"] = category_accuracy(guard, test)
     metrics["eval_s"] = round(time.perf_counter() - start, 1)
+    if len({e["label"] for e in train if e["label"] != SAFE}) > 1:
+        metrics["pooled_head_probe"] = evaluate_sides(None, test, train, head_probe(guard, train, test))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return {"heldout": len(test), "eval_s": metrics["eval_s"]}
 
@@ -368,7 +400,9 @@ if __name__ == "__main__":  # python -m herd.safety.guard_lm rescore GUARD_FOLDE
     if len(sys.argv) != 4 or sys.argv[1] != "rescore":
         sys.exit("usage: python -m herd.safety.guard_lm rescore GUARD_FOLDER OUT")
     m = rescore(sys.argv[2], sys.argv[3])
-    for key in ("lm_guard_greedy", "lm_guard_constrained", "lm_guard_closed"):
+    for key in ("lm_guard_greedy", "lm_guard_constrained", "lm_guard_closed", "pooled_head_probe"):
+        if key not in m:
+            continue
         a = m[key]["all"]
         print(f"{key:22s} binary macro-F1 {a['binary']['macro_f1']:.3f}  categories macro-F1 "
               f"{a['categories']['macro_f1']:.3f} (majority {a['majority_categories']:.3f})  n={a['n']}")  # fmt: skip

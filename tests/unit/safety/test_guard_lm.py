@@ -148,6 +148,14 @@ def test_train_guard_stage_writes_a_loadable_guard(tmp_path) -> None:
     assert guard.model.cfg.n_layers == 1
     msgs = [{"role": "user", "content": "hi"}]
     assert 0.0 <= guard.p_unsafe([msgs])[0] <= 1.0
+    pytest.importorskip("sklearn", reason="the pooled-head probe needs the safety extra")
+    from herd.safety.guard_lm import rescore
+
+    r = rescore(out, tmp_path / "scored")  # every decoding on the same 12 held-out conversations, + the probe
+    assert {"lm_guard_greedy", "lm_guard_constrained", "lm_guard_closed", "pooled_head_probe"} <= set(r)
+    assert all(r[k]["all"]["n"] == 12 for k in ("lm_guard_closed", "pooled_head_probe"))
+    assert r["category_given_unsafe"]["top1"]["n"] == sum(json.loads(x)["label"] != "safe" for x in (
+        out / "data" / "heldout.jsonl").read_text().splitlines())  # fmt: skip
 
 
 def _brute_force_scores(guard: GuardClassifier, messages: list) -> dict[str, float]:
