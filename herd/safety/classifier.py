@@ -5,7 +5,12 @@ through the same code: the prompt of herd.safety.llama_guard, one forward pass s
 token (P(unsafe) against P(safe), as Meta turns the guard into a classifier score [PL MODEL_CARD]), and
 greedy decoding of the category line only when the verdict is unsafe. `category_decoding="constrained"`
 instead reads one code from the answer's own distribution: after `unsafe\nS` only tokens that spell one of
-S1–S14 may follow, so a guard whose free decoding drifts to one code still ranks the codes.
+S1–S14 may follow. Both decide token by token, which is biased wherever codes share a prefix: in a
+vocabulary that splits digits (SmolLM2's), `S1` is the first token of S1 and S10–S14, so a guard unsure of
+the category puts ~6/14 of its mass on `1` and greedy or constrained decoding answers S1x for every case
+(docs/safety.md: the S14-for-everything guard). `category_decoding="closed"` scores the 14 codes as a closed
+set instead: log P(code, then the end of the code | prompt, `unsafe\n`) of each whole code string, argmax.
+All three read the same prompt and the same answer format as Meta's checkpoint, which runs unchanged.
 """
 
 from __future__ import annotations
@@ -41,8 +46,8 @@ class GuardClassifier:
         max_new_tokens: int = 16,
         category_decoding: str = "greedy",
     ) -> None:
-        if category_decoding not in ("greedy", "constrained"):
-            raise ValueError(f"guard: category_decoding={category_decoding!r}: 'greedy' or 'constrained'")
+        if category_decoding not in ("greedy", "constrained", "closed"):
+            raise ValueError(f"guard: category_decoding={category_decoding!r}: 'greedy', 'constrained' or 'closed'")
         self.model, self.tokenizer = model.eval(), tokenizer
         self.threshold, self.categories, self.max_new_tokens = threshold, categories, max_new_tokens
         self.category_decoding = category_decoding
@@ -87,6 +92,9 @@ class GuardClassifier:
             return GuardVerdict("safe", p_unsafe=p)
         if self.category_decoding == "constrained":
             return GuardVerdict("unsafe", (self.constrained_category(messages),), p_unsafe=p)
+        if self.category_decoding == "closed":
+            scores = self.category_scores(messages)
+            return GuardVerdict("unsafe", (max(scores, key=scores.__getitem__),), p_unsafe=p)
         text = self.generate(messages)
         verdict = parse_guard_output(text)
         # The score decided unsafe; the decoded text only supplies the categories.
@@ -126,6 +134,46 @@ class GuardClassifier:
             if done in trie and logits[ends].max() >= logits[best]:
                 return trie[done]  # ending here beats every longer code
             done, ids = (*done, best), [*ids, best]
+
+    def _code_suffixes(self) -> dict[str, list[int]]:
+        """Each code's token ids after `unsafe\n` (the prefix must tokenize the same on its own)."""
+        from herd.safety.llama_guard import CATEGORIES
+
+        prefix = self.tokenizer.encode("unsafe\n")
+        out = {}
+        for code in CATEGORIES:
+            ids = self.tokenizer.encode("unsafe\n" + code)
+            if ids[: len(prefix)] != prefix:
+                raise ValueError(f"guard: cannot split {code!r} after 'unsafe\\n' in this vocabulary")
+            out[code] = ids[len(prefix) :]
+        return out
+
+    @torch.no_grad()
+    def category_scores(self, messages: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        """log P(code | unsafe) over S1–S14 as a closed set: the whole code's tokens, then a token that ends
+        it (the end of the answer or `,`), renormalised over the 14. One prefill of the prompt + `unsafe\n`
+        and one batched step over every code's tokens on the KV cache."""
+        from herd.model.cache import KVCache
+
+        codes = self._code_suffixes()
+        width = max(len(v) for v in codes.values())
+        ends = sorted({*self.tokenizer.stop_ids, *self.tokenizer.encode(",")[:1]})
+        model, device = self.model, self.model.tok_embeddings.weight.device
+        ids = [*self.encode(messages), *self.tokenizer.encode("unsafe\n")]
+        cache = KVCache(model.cfg, 1, len(ids) + width, dtype=model.tok_embeddings.weight.dtype, device=device)
+        first = model.project(model(torch.tensor([ids], device=device), *cache.extend(len(ids)), return_hidden=True)
+                              [:, -1:])[0, -1].float().log_softmax(-1)  # fmt: skip
+        cache.repeat_rows(len(codes))
+        # Rows shorter than the longest code are padded after it: causal attention keeps the pad out of
+        # every position that is read.
+        rows = torch.tensor([v + [ends[0]] * (width - len(v)) for v in codes.values()], device=device)
+        logp = model(rows, *cache.extend(width)).float().log_softmax(-1)  # (14, width, V)
+        scores = {}
+        for r, (code, toks) in enumerate(codes.items()):
+            total = float(first[toks[0]]) + sum(float(logp[r, j - 1, t]) for j, t in enumerate(toks) if j)
+            scores[code] = total + float(logp[r, len(toks) - 1, ends].logsumexp(0))
+        norm = torch.tensor(list(scores.values())).logsumexp(0).item()
+        return {c: v - norm for c, v in scores.items()}
 
     def __call__(self, messages: Sequence[Mapping[str, Any]]) -> GuardVerdict:
         return self.classify(messages)

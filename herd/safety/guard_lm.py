@@ -25,6 +25,7 @@ import dataclasses
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,10 +192,27 @@ def predict(guard: Any, examples: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def predict_both(guard: Any, examples: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
-    """predict() with the category line decoded greedily and constrained to one code (GuardClassifier only)."""
+    """predict() with the category line decoded greedily, constrained to one code, and scored as a closed set
+    of whole codes (GuardClassifier only; the safe/unsafe verdict is the same in all three)."""
     greedy = predict(guard, examples)
     constrained = [p if p == SAFE else guard.constrained_category(e["messages"]) for p, e in zip(greedy, examples)]
-    return {"greedy": greedy, "constrained": constrained}
+    closed = [p if p == SAFE else _top(guard.category_scores(e["messages"])) for p, e in zip(greedy, examples)]
+    return {"greedy": greedy, "constrained": constrained, "closed": closed}
+
+
+def _top(scores: Mapping[str, float]) -> str:
+    return max(scores, key=scores.__getitem__)
+
+
+def category_accuracy(guard: Any, examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """On the unsafe examples alone: how often the closed-set top code is the true one (chance 1/14), and
+    the codes predicted — the category line measured apart from the safe/unsafe verdict."""
+    from herd.safety.metrics import rate
+
+    unsafe = [e for e in examples if e["label"] != SAFE]
+    top = [_top(guard.category_scores(e["messages"])) for e in unsafe]
+    hits = [t == e["label"] for t, e in zip(top, unsafe, strict=True)]
+    return {"top1": rate(hits), "chance": 1 / 14, "predicted": dict(sorted(Counter(top).items()))}
 
 
 def score(truth: Sequence[str], pred: Sequence[str], train_truth: Sequence[str]) -> dict[str, Any]:
@@ -286,8 +304,10 @@ def _train_stage(cfg: GuardLMConfig, out: Path) -> dict[str, Any]:
     start = time.perf_counter()
     preds = predict_both(GuardClassifier(model, tok), test)
     metrics: dict[str, Any] = {"train": trained, "prompt_tokens": {"min": min(lengths), "max": max(lengths)}}
-    for key, pred in (("lm_guard", preds["greedy"]), ("lm_guard_constrained", preds["constrained"])):
+    for key, pred in (("lm_guard", preds["greedy"]), ("lm_guard_constrained", preds["constrained"]),
+                      ("lm_guard_closed", preds["closed"])):  # fmt: skip
         metrics[key] = evaluate_sides(None, test, kept, pred)
+    metrics["category_given_unsafe"] = category_accuracy(GuardClassifier(model, tok), test)
     metrics["eval_s"] = round(time.perf_counter() - start, 1)
     if cfg.compare_minilm:
         from herd.safety.prompts import load_prompt_set
@@ -301,6 +321,69 @@ def _train_stage(cfg: GuardLMConfig, out: Path) -> dict[str, Any]:
             "heldout": len(test), "steps": trained["steps"], "train_s": trained["train_s"]}  # fmt: skip
 
 
+@torch.no_grad()
+def pooled_features(guard: Any, examples: Sequence[Mapping[str, Any]]) -> Any:
+    """The guard's final hidden states averaged over its prompt, one row per conversation (numpy)."""
+    import numpy as np
+
+    device = guard.model.tok_embeddings.weight.device
+    rows = []
+    for e in examples:
+        ids = torch.tensor([guard.encode(e["messages"])], device=device)
+        rows.append(guard.model(ids, return_hidden=True)[0].float().mean(0).cpu().numpy())
+    return np.stack(rows)
+
+
+def head_probe(guard: Any, train: Sequence[Mapping[str, Any]], test: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A probe, not part of the Llama Guard format: the guard's own verdict (P(unsafe) ≥ its threshold), and for
+    unsafe ones the code from a logistic-regression head on pooled hidden states (pooled_features), fitted on
+    the unsafe training conversations. Tells whether the trained blocks carry the category at all where the
+    answer line does not read it out (docs/safety.md)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    unsafe = [e for e in train if e["label"] != SAFE]
+    x = pooled_features(guard, unsafe)
+    scaler = StandardScaler().fit(x)
+    head = LogisticRegression(max_iter=2000, C=0.1).fit(scaler.transform(x), [e["label"] for e in unsafe])
+    codes = head.predict(scaler.transform(pooled_features(guard, test)))
+    p = guard.p_unsafe([e["messages"] for e in test])
+    return [SAFE if pu < guard.threshold else str(c) for pu, c in zip(p, codes, strict=True)]
+
+
+def rescore(folder: str | Path, out: str | Path) -> dict[str, Any]:
+    """Score a trained guard folder (`model/`, `data/`) again with every category decoding, as a stage:
+    out/metrics.json + MANIFEST.json. For guards trained before the closed-set scoring existed."""
+    from herd.core.stage import run_fn
+
+    src = Path(folder)
+    for need in ("model", "data/train.jsonl", "data/heldout.jsonl"):
+        if not (src / need).exists():
+            raise FileNotFoundError(f"{src / need}: not found (a `herd safety train-guard` output folder)")
+    run_fn("safety-guard-score", [src / "model", src / "data"], {"folder": str(src)}, Path(out),
+           lambda tmp: _rescore(src, tmp))  # fmt: skip
+    return json.loads((Path(out) / "metrics.json").read_text())
+
+
+def _rescore(src: Path, out: Path) -> dict[str, Any]:
+    from herd.safety.classifier import GuardClassifier
+
+    def read(name: str) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in (src / "data" / name).read_text(encoding="utf-8").splitlines() if x.strip()]
+
+    train, test = read("train.jsonl"), read("heldout.jsonl")
+    guard = GuardClassifier.load(src / "model")
+    start = time.perf_counter()
+    preds = predict_both(guard, test)
+    metrics: dict[str, Any] = {f"lm_guard_{k}": evaluate_sides(None, test, train, v) for k, v in preds.items()}
+    metrics["category_given_unsafe"] = category_accuracy(guard, test)
+    metrics["eval_s"] = round(time.perf_counter() - start, 1)
+    if len({e["label"] for e in train if e["label"] != SAFE}) > 1:
+        metrics["pooled_head_probe"] = evaluate_sides(None, test, train, head_probe(guard, train, test))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    return {"heldout": len(test), "eval_s": metrics["eval_s"]}
+
+
 def _save_tokenizer(tok: Any, folder: Path) -> None:
     """Beside the weights, so GuardClassifier.load(folder) and `herd chat --guard folder` find it."""
     from herd.tokenizer.hf import HFTokenizer
@@ -309,3 +392,18 @@ def _save_tokenizer(tok: Any, folder: Path) -> None:
         tok.save(folder)
     else:  # a tiktoken ranks file
         tok.save(folder / "tokenizer.model")
+
+
+if __name__ == "__main__":  # python -m herd.safety.guard_lm rescore GUARD_FOLDER OUT
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "rescore":
+        sys.exit("usage: python -m herd.safety.guard_lm rescore GUARD_FOLDER OUT")
+    m = rescore(sys.argv[2], sys.argv[3])
+    for key in ("lm_guard_greedy", "lm_guard_constrained", "lm_guard_closed", "pooled_head_probe"):
+        if key not in m:
+            continue
+        a = m[key]["all"]
+        print(f"{key:22s} binary macro-F1 {a['binary']['macro_f1']:.3f}  categories macro-F1 "
+              f"{a['categories']['macro_f1']:.3f} (majority {a['majority_categories']:.3f})  n={a['n']}")  # fmt: skip
+    print("closed-set top-1 on unsafe:", json.dumps(m["category_given_unsafe"]))

@@ -41,6 +41,10 @@ class MemorizationConfig:
     samples: int = 100
     batch: int = 8
     seed: int = 0
+    per_doc: int = 1  # windows per document (non-overlapping): a small shard set has few documents
+    # The control: prefixes from these shards (held-out text the model never saw) instead of the training
+    # shards; the index is still the training shards', so any inclusion is text the model writes anyway.
+    prefix_shards: str = ""
 
 
 def load_index(folder: Path, n: int) -> NgramIndex:
@@ -66,16 +70,27 @@ def link_shards(shards: Sequence[Path], folder: Path) -> Path:
     return folder
 
 
-def sample_windows(shards: Sequence[Path], need: int, samples: int, seed: int) -> list[list[int]]:
-    """`need`-token windows (prefix + true continuation) of documents sampled without replacement."""
+def sample_windows(shards: Sequence[Path], need: int, samples: int, seed: int, per_doc: int = 1) -> list[list[int]]:
+    """`need`-token windows (prefix + true continuation) of documents sampled without replacement; with
+    `per_doc` > 1, up to that many non-overlapping windows of each document join the pool first."""
     docs = [d for p in shards for d in TokenShard(p).docs() if len(d) >= need]
     rng = random.Random(seed)
+    if per_doc > 1:
+        pool = [w for d in docs for w in _doc_windows(d, need, per_doc, rng)]
+        return rng.sample(pool, min(samples, len(pool)))
     picked = rng.sample(docs, min(samples, len(docs)))
     out = []
     for d in picked:
         start = rng.randrange(len(d) - need + 1)
         out.append([int(t) for t in d[start : start + need]])
     return out
+
+
+def _doc_windows(doc: Sequence[int], need: int, k: int, rng: random.Random) -> list[list[int]]:
+    """Up to k of the document's consecutive `need`-token chunks (from a random offset), chosen at random."""
+    offset = rng.randrange(len(doc) % need + 1)
+    starts = list(range(offset, len(doc) - need + 1, need))
+    return [[int(t) for t in doc[s : s + need]] for s in sorted(rng.sample(starts, min(k, len(starts))))]
 
 
 def included(index: NgramIndex, tokens: Sequence[int]) -> bool:
@@ -127,22 +142,30 @@ def _measure(cfg: MemorizationConfig, generate: Generate | None, out: Path) -> d
     shards = training_shards(cfg.shards)
     index = build_index(link_shards(shards, out / "shards"), out / "index", cfg.n)
     shutil.rmtree(out / "shards")
-    windows = sample_windows(shards, cfg.prefix_len + cfg.new_tokens, cfg.samples, cfg.seed)
+    source = list_shards(cfg.prefix_shards) if cfg.prefix_shards else shards
+    windows = sample_windows(source, cfg.prefix_len + cfg.new_tokens, cfg.samples, cfg.seed, cfg.per_doc)
     if not windows:
         raise ValueError(f"{cfg.shards}: no document holds {cfg.prefix_len + cfg.new_tokens} tokens")
     gen = generate or model_generate(cfg.model, cfg.new_tokens, cfg.batch)
     result = {"model": cfg.model, "shards": cfg.shards, "prefix_len": cfg.prefix_len, "seed": cfg.seed,
-              "index": index, "training_shards": len(shards)}  # fmt: skip
+              "per_doc": cfg.per_doc, "prefix_shards": cfg.prefix_shards, "index": index,
+              "training_shards": len(shards)}  # fmt: skip
     result |= memorization(load_index(out / "index", cfg.n), windows, cfg.prefix_len, gen)
     (out / "memorization.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
-if __name__ == "__main__":  # python -m herd.safety.memorization MODEL SHARDS OUT [SAMPLES]
+if __name__ == "__main__":  # python -m herd.safety.memorization MODEL SHARDS OUT [SAMPLES [N [PER_DOC [PREFIXES]]]]
     import sys
 
-    if len(sys.argv) not in (4, 5):
-        sys.exit("usage: python -m herd.safety.memorization MODEL SHARDS OUT [SAMPLES]")
+    usage = "usage: python -m herd.safety.memorization MODEL SHARDS OUT [SAMPLES [N [PER_DOC [PREFIX_SHARDS]]]]"
+    if not 4 <= len(sys.argv) <= 8:
+        sys.exit(usage)
     model, shards, out = sys.argv[1:4]
-    samples = int(sys.argv[4]) if len(sys.argv) == 5 else MemorizationConfig.samples
-    print(json.dumps(run_memorization(MemorizationConfig(model, shards, out, samples=samples)), indent=1))
+    extra = [int(x) for x in sys.argv[4:7]]
+    d = MemorizationConfig()
+    samples, n, per_doc = [*extra, *[d.samples, d.n, d.per_doc][len(extra) :]]
+    prefixes = sys.argv[7] if len(sys.argv) == 8 else ""
+    cfg = MemorizationConfig(model, shards, out, n=n, new_tokens=max(d.new_tokens, n), samples=samples,
+                             per_doc=per_doc, prefix_shards=prefixes)  # fmt: skip
+    print(json.dumps(run_memorization(cfg), indent=1))

@@ -5,11 +5,14 @@ herd.posttrain.capabilities.code_problems) the policy writes K solutions. Each i
 rules F and syntax errors E9) and run in herd's sandbox against the shown and the hidden unit tests. A
 failing solution gets one self-correction turn that shows the error; only dialogs whose final code
 passes are kept (the corrected ones as the whole dialog: attempt, error, fix). Dropped reasons:
-no_code, lint_error, test_failure, timeout, blocked, memory, duplicate, enough_for_problem.
+no_code, lint_error, insecure_code, test_failure, timeout, blocked, memory, duplicate, enough_for_problem.
+insecure_code: bandit (herd.sandbox.code_scan, Code Shield's core [P §5.4.7]) flags the solution at severity
+MEDIUM or above; it is dropped before it runs and gets no correction turn, so no kept dialog holds it.
 
 Translation: the reference Python of each generated problem is translated into JavaScript by the policy
 and run with Node.js (herd.posttrain.capabilities.code_node) on the same cases (dropped: no_code,
-js_error, translation_mismatch, timeout). Skipped, with the reason in the counts, where Node is missing.
+js_error, translation_mismatch, timeout, and insecure_code when herd's semgrep rules flag the JavaScript,
+checked before it runs). Skipped, with the reason in the counts, where Node is missing.
 The reverse direction, JavaScript → Python: the policy translates each generated problem's herd-written
 JavaScript reference, and the Python is linted and run in herd's sandbox against the problem's asserts
 (dropped: no_code, lint_error, translation_mismatch (an assert failed), py_error (it raised or did not
@@ -48,6 +51,7 @@ from herd.posttrain.capabilities.code_problems import (
     mbpp_problems,
 )
 from herd.sandbox import Limits, run_python
+from herd.sandbox.code_scan import Snippet, bandit_available, drop_reasons, semgrep_binary
 
 log = get_logger(__name__)
 EVAL_SEED = 7919  # held-out generated problems
@@ -123,6 +127,9 @@ def check_solution(code: str, tests: Sequence[str], limits: Limits) -> tuple[str
         return "no_code", ""
     if found := lint(code):
         return "lint_error", found
+    # Passing tests does not make code safe to train on: insecure solutions never run and are dropped.
+    if bandit_available() and (rules := drop_reasons([Snippet("python", code)], semgrep=False)[0]):
+        return "insecure_code", rules
     return run_tests(code, tests, limits)
 
 
@@ -176,7 +183,8 @@ class CodeCapability(Capability):
         for p, rs in zip(problems, replies):
             for r in rs:
                 first.append((p, r, *check_solution(extract_code(r), p.tests, limits)))
-        failed = [i for i, (_, _, why, _) in enumerate(first) if why not in (None, "no_code")]
+        # No correction turn for insecure code: the kept dialog would carry the insecure attempt.
+        failed = [i for i, (_, _, why, _) in enumerate(first) if why not in (None, "no_code", "insecure_code")]
         fix_at: dict[int, str] = {}
         if c.self_correction and failed:
             prompts = [[*solve_prompt(p), {"role": "assistant", "content": r}, correction_turn(err or str(why))]
@@ -214,6 +222,7 @@ class CodeCapability(Capability):
             first_attempt_failed=len(failed), fixed_by_correction=n_fixed,
             share_fixed_by_correction=n_fixed / len(failed) if failed else 0.0,
             share_of_passing_fixed=n_fixed / max(1, n_first_pass + n_fixed),
+            code_shield="bandit" if bandit_available() else "skipped: bandit not installed",
         )  # fmt: skip
         return passing
 
@@ -228,13 +237,19 @@ class CodeCapability(Capability):
             log.warning("code translation skipped: %s", why)
             return
         replies = self._sample(model, ctx.chat, [translate_prompt(p) for p in todo], 1, ctx.seed + 2)
+        # One semgrep run over every translation (its start-up is most of its cost).
+        js_code = [Snippet("javascript", extract_code(r)) for (r,) in replies]
+        flags = drop_reasons(js_code) if semgrep_binary() else [None] * len(js_code)
         n_kept = 0
-        for p, (reply,) in zip(todo, replies):
+        for p, (reply,), flagged in zip(todo, replies, flags):
             row = {"messages": [*translate_prompt(p), {"role": "assistant", "content": reply}],
                    "source": "code-translation", "problem_id": p.id, "language": "javascript"}  # fmt: skip
             js = extract_code(reply)
             if not js.strip():
                 out.drop(row, "no_code")
+                continue
+            if flagged:
+                out.drop(row, "insecure_code", error=flagged)
                 continue
             r = run_node(js_test_program(js, p.entry_point, p.cases), Limits(cpu_s=c.cpu_s, wall_s=c.wall_s))
             err = "\n".join(r.stderr.strip().splitlines()[-3:])[-400:]
@@ -247,7 +262,8 @@ class CodeCapability(Capability):
                 out.drop(
                     row, "translation_mismatch" if "expected" in err and "returned" in err else "js_error", error=err
                 )
-        out.stats.update(translation=f"node ({len(todo)} problems)", translations_kept=n_kept)
+        shield = "semgrep" if semgrep_binary() else "skipped: semgrep not installed"
+        out.stats.update(translation=f"node ({len(todo)} problems)", translations_kept=n_kept, js_code_shield=shield)
 
     # ------------------------------------------------------------------ translation (JavaScript → Python)
     def translation_to_python(

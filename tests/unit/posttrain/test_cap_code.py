@@ -162,6 +162,47 @@ def test_js_to_python_translation_needs_no_node(cap, monkeypatch):
     assert out.stats == {"translations_to_python": 4, "translations_to_python_kept": 1}
 
 
+# Insecure but correct: each passes its tests (checked below), so only the code scan can drop it.
+INSECURE_PY = "def add_3(x):\n    return eval(str(x) + ' + 3')\n"  # bandit B307
+INSECURE_JS = "```javascript\nfunction add_3(x) { return eval(String(x) + ' + 3'); }\n```"  # js-eval-dynamic
+
+
+def test_insecure_but_passing_solution_is_dropped_as_insecure_code(cap, monkeypatch):
+    """Code Shield's core (herd.sandbox.code_scan) inside the pipeline: a planted solution that passes the
+    tests but evals a built string is dropped as insecure_code, without a correction turn; the secure
+    reference of the same problem is kept."""
+    pytest.importorskip("bandit", reason="the code scan needs bandit")
+    from herd.posttrain.capabilities import Outputs
+
+    assert run_tests(INSECURE_PY, PROBLEMS[0].tests, Limits(cpu_s=2, wall_s=10)) == (None, "")
+    monkeypatch.setattr(cap, "sampler", lambda m, c, prompts, k, **kw: [[_fence(INSECURE_PY), _fence(
+        PROBLEMS[0].reference)] for _ in prompts])  # fmt: skip
+    out = Outputs()
+    cap.execution_feedback(PROBLEMS[:1], None, CapabilityContext(policy=None, chat=None, bundle=None), out)
+    assert [(r["reason"], r["error"]) for r in out.dropped] == [("insecure_code", "B307")]
+    assert len(out.kept) == 1 and "eval" not in out.kept[0]["messages"][-1]["content"]
+    assert out.stats["first_attempt_failed"] == 0 and out.stats["code_shield"] == "bandit"
+
+
+@pytest.mark.skipif(NO_NODE is not None, reason=f"node: {NO_NODE}")
+def test_insecure_but_passing_translation_is_dropped_as_insecure_code(cap, monkeypatch):
+    """The JavaScript path: semgrep with herd's rules flags the translation before Node runs it."""
+    from herd.posttrain.capabilities import Outputs
+    from herd.sandbox.code_scan import semgrep_binary
+
+    if semgrep_binary() is None:
+        pytest.skip("semgrep is not installed (make install puts it in .venv/semgrep)")
+    p = PROBLEMS[0]
+    assert run_node(js_test_program(extract_code(INSECURE_JS), p.entry_point, p.cases)).passed
+    monkeypatch.setitem(JS, "add_3", INSECURE_JS)
+    out = Outputs()
+    cap.translation(PROBLEMS, None, CapabilityContext(policy=None, chat=None, bundle=None), out)
+    reasons = {r["problem_id"]: (r["reason"], r.get("error")) for r in out.dropped}
+    assert reasons["p-add_3"] == ("insecure_code", "js-eval-dynamic")
+    assert reasons["p-evens"][0] == "translation_mismatch" and reasons["p-rev"][0] == "js_error"
+    assert out.kept == [] and out.stats["js_code_shield"] == "semgrep"
+
+
 @pytest.mark.skipif(NO_NODE is not None, reason=f"node: {NO_NODE}")
 def test_js_references_agree_with_the_python_references_in_node():
     """The JavaScript source side of JS → Python is right: each template's JS passes the Python reference's cases."""

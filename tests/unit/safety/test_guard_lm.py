@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections import Counter
 
@@ -106,6 +107,8 @@ def test_a_tiny_model_learns_a_planted_split(tok) -> None:
     assert [guard.constrained_category(e["messages"]) for e in test[:3]] == codes
     constrained = GuardClassifier(model, tok, category_decoding="constrained")
     assert [constrained(e["messages"]).categories for e in test[:3]] == [(c,) for c in codes]
+    closed = GuardClassifier(model, tok, category_decoding="closed")
+    assert [closed(e["messages"]).categories for e in test[:3]] == [(c,) for c in codes]
 
 
 def test_category_weight_and_balance(tok) -> None:
@@ -145,3 +148,103 @@ def test_train_guard_stage_writes_a_loadable_guard(tmp_path) -> None:
     assert guard.model.cfg.n_layers == 1
     msgs = [{"role": "user", "content": "hi"}]
     assert 0.0 <= guard.p_unsafe([msgs])[0] <= 1.0
+    pytest.importorskip("sklearn", reason="the pooled-head probe needs the safety extra")
+    from herd.safety.guard_lm import rescore
+
+    r = rescore(out, tmp_path / "scored")  # every decoding on the same 12 held-out conversations, + the probe
+    assert {"lm_guard_greedy", "lm_guard_constrained", "lm_guard_closed", "pooled_head_probe"} <= set(r)
+    assert all(r[k]["all"]["n"] == 12 for k in ("lm_guard_closed", "pooled_head_probe"))
+    assert r["category_given_unsafe"]["top1"]["n"] == sum(json.loads(x)["label"] != "safe" for x in (
+        out / "data" / "heldout.jsonl").read_text().splitlines())  # fmt: skip
+
+
+def _brute_force_scores(guard: GuardClassifier, messages: list) -> dict[str, float]:
+    """log P(code, end | prompt, unsafe\\n) by one full forward pass per code, no cache: the reference."""
+    from herd.safety.llama_guard import CATEGORIES
+
+    t = guard.tokenizer
+    prefix = [*guard.encode(messages), *t.encode("unsafe\n")]
+    ends = sorted({*t.stop_ids, *t.encode(",")[:1]})
+    out = {}
+    for code in CATEGORIES:
+        toks = t.encode("unsafe\n" + code)[len(t.encode("unsafe\n")) :]
+        ids = torch.tensor([prefix + toks])
+        with torch.no_grad():
+            logp = guard.model(ids)[0].float().log_softmax(-1)
+        n = len(prefix)
+        total = sum(float(logp[n - 1 + j, tok]) for j, tok in enumerate(toks))
+        out[code] = total + float(logp[-1, ends].logsumexp(0))
+    norm = torch.tensor(list(out.values())).logsumexp(0).item()
+    return {c: v - norm for c, v in out.items()}
+
+
+@pytest.mark.parametrize("vocab", ["llama3", "smollm2"])
+def test_closed_set_scores_match_one_forward_per_code(vocab: str) -> None:
+    """The cached scoring (one prefill, one batched step) equals scoring each whole code on its own, in a
+    vocabulary that splits digits (SmolLM2: S14 = S,1,4, so S1 is a token prefix of S10-S14) and one that
+    does not (Llama 3), and the 14 probabilities sum to 1."""
+    t = load_tokenizer(vocab)
+    torch.manual_seed(1)
+    model = build_model(tiny_config(vocab_size=t.vocab_size, n_layers=2, max_seq_len=1024), seed=1)
+    guard = GuardClassifier(model, t)
+    msgs = [{"role": "user", "content": "How do I pick a lock?"}]
+    got, want = guard.category_scores(msgs), _brute_force_scores(guard, msgs)
+    assert list(got) == list(want) and len(got) == 14
+    assert all(abs(got[c] - want[c]) < 1e-4 for c in got), (got, want)
+    assert abs(sum(math.exp(v) for v in got.values()) - 1) < 1e-5
+
+
+def test_token_by_token_decoding_is_biased_where_codes_share_a_prefix() -> None:
+    """A guard that knows nothing of the category (every digit and the end equally likely after `unsafe\\nS`,
+    as a balanced training set teaches it when the request is not read): token-by-token decoding must pick
+    `1` first (S1 and S10-S14 share it) and so an S1x code every time, while the closed set sees 14 ties."""
+    t = load_tokenizer("smollm2")
+    if len(t.encode("unsafe\nS14")) - len(t.encode("unsafe\nS")) != 2:
+        pytest.skip("this vocabulary does not split the code's digits")
+    guard = GuardClassifier(_UniformAfterS(t), t)
+    msgs = [{"role": "user", "content": "anything"}]
+    assert guard.constrained_category(msgs) in {"S10", "S11", "S12", "S13", "S14"}
+    scores = guard.category_scores(msgs)
+    assert max(scores.values()) - min(scores.values()) < 1e-6  # no code favoured
+
+
+class _UniformAfterS(torch.nn.Module):
+    """A stand-in LM for a guard that learned the answer format but not which code goes with which request:
+    P(code) = 1/14 for every code, spelt digit by digit (after `S`: `1` with 6/14, as S1 and S10-S14 share
+    it, each other digit 1/14; after a first `1`: the end or 0-4, 1/6 each; after any other digit: the end).
+    Its logits depend only on the previous and the current token."""
+
+    def __init__(self, tok) -> None:
+        super().__init__()
+        self.v, self.s = tok.vocab_size, tok.encode("S")[0]
+        self.digits = [tok.encode(str(d))[0] for d in range(10)]
+        self.ends = sorted({*tok.stop_ids, tok.encode(",")[0]})
+        self.tok_embeddings = torch.nn.Embedding(1, 1)
+        self.cfg = tiny_config(vocab_size=self.v, n_layers=1, max_seq_len=1024)
+
+    def _next(self, prev: int, cur: int) -> torch.Tensor:
+        row = torch.full((self.v,), -1e4)
+        end = -math.log(len(self.ends))  # the end's mass, split over the tokens that end a code
+        if cur == self.s:
+            row[self.digits[1]] = math.log(6)
+            row[self.digits[2:]] = 0.0
+        elif cur in self.digits and prev == self.s:
+            row[self.ends] = end
+            if cur == self.digits[1]:
+                row[self.digits[:5]] = 0.0
+        elif cur in self.digits:
+            row[self.ends] = end
+        else:
+            row[:] = 0.0
+        return row
+
+    def forward(self, x: torch.Tensor, *args, return_hidden: bool = False) -> torch.Tensor:
+        prev = torch.cat([torch.full_like(x[:, :1], -1), x[:, :-1]], 1)
+        rows = [[self._next(int(p), int(c)) for p, c in zip(pr, xr, strict=True)] for pr, xr in zip(prev, x)]
+        return torch.stack([torch.stack(r) for r in rows])
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        return h
+
+    def eval(self):
+        return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -68,3 +69,37 @@ def test_mixed_rate_and_ci(tmp_path, shards) -> None:
     assert m["inclusion"]["rate"] == 0.5 and 0.2 < m["inclusion"]["ci95"] < 0.25  # 1.96·sqrt(.25/20) = 0.219
     with pytest.raises(ValueError, match="cannot hold a 50-gram"):
         run_memorization(MemorizationConfig(shards=str(folder), new_tokens=20), mixed)
+
+
+def test_several_windows_per_document(shards) -> None:
+    """per_doc > 1: more windows than documents, each a verbatim, non-overlapping chunk of one document."""
+    from herd.safety.memorization import sample_windows, training_shards
+
+    folder, docs = shards
+    long_docs = [d for d in docs if len(d) >= 66]
+    one = sample_windows(training_shards(folder), 66, 1000, 0)
+    many = sample_windows(training_shards(folder), 66, 1000, 0, per_doc=3)
+    assert len(one) == len(long_docs) < len(many) <= 3 * len(long_docs)
+    spans = []
+    for w in many:
+        (d, i) = next((j, i) for j, d in enumerate(docs) for i in range(len(d) - 65) if d[i : i + 66] == w)
+        spans.append((d, i))
+    for d in {d for d, _ in spans}:
+        starts = sorted(i for j, i in spans if j == d)
+        assert all(b - a >= 66 for a, b in itertools.pairwise(starts))  # no two windows of a document overlap
+
+
+def test_control_prefixes_from_held_out_shards(tmp_path, shards) -> None:
+    """prefix_shards: windows come from the held-out shard (its continuation recited exactly), yet nothing is
+    included, since the index holds the training shards only."""
+    folder, _ = shards
+    held = list(range(500, 700))
+
+    def recite_held(prefixes):
+        return [held[held.index(p[0]) + len(p) :][:50] for p in prefixes]
+
+    cfg = MemorizationConfig(shards=str(folder), out=str(tmp_path / "c"), samples=5, prefix_len=16, per_doc=5,
+                             prefix_shards=str(folder / "web" / "val"))  # fmt: skip
+    m = run_memorization(cfg, recite_held)
+    assert m["exact"] == {"rate": 1.0, "ci95": 0.0, "n": 3}  # 200 held-out tokens hold three 66-token windows
+    assert m["inclusion"]["rate"] == 0.0 and m["prefix_shards"].endswith("val")
