@@ -196,10 +196,7 @@ def pretrain_bestrq(encoder: ConformerEncoder, feats: list[torch.Tensor], cfg: S
     for step in range(cfg.pretrain_steps):
         x, n = pad_features([feats[rng.randrange(len(feats))] for _ in range(cfg.batch_size)])
         out = model(x, n, g)
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        _update(opt, params, out["loss"])
         _cosine(opt, cfg.pretrain_lr, step, cfg.pretrain_steps)
         losses.append(out["loss"].item())
     return losses
@@ -251,6 +248,21 @@ def ctc_greedy(head: CTCHead, h: torch.Tensor, lengths: torch.Tensor) -> list[st
     return out
 
 
+def _batch(feats: list[torch.Tensor], cfg: SpeechTrainConfig,
+           rng: random.Random) -> tuple[list[int], torch.Tensor, torch.Tensor]:  # fmt: skip
+    """A random batch of utterances: their indices, padded (SpecAugmented) features and lengths."""
+    idx = [rng.randrange(len(feats)) for _ in range(cfg.batch_size)]
+    x, n = pad_features([feats[i] for i in idx])
+    return idx, (spec_augment(x, n, rng) if cfg.spec_augment else x), n
+
+
+def _update(opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], loss: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
 def pretrain_ctc(encoder: ConformerEncoder, head: CTCHead, rows: list[dict[str, Any]], feats: list[torch.Tensor],
                  cfg: SpeechTrainConfig) -> list[float]:  # fmt: skip
     """Encoder + CTC head alone (no LM forward: ~3x cheaper per step than SFT), so SFT starts from an encoder
@@ -262,15 +274,10 @@ def pretrain_ctc(encoder: ConformerEncoder, head: CTCHead, rows: list[dict[str, 
     losses = []
     for step in range(cfg.ctc_steps):
         _cosine(opt, cfg.ctc_lr, step, cfg.ctc_steps, cfg.warmup)
-        idx = [rng.randrange(len(rows)) for _ in range(cfg.batch_size)]
-        x, n = pad_features([feats[i] for i in idx])
-        x = spec_augment(x, n, rng) if cfg.spec_augment else x
+        idx, x, n = _batch(feats, cfg, rng)
         h, h_len = encoder(x, n)
         loss = ctc_loss(head, h, h_len, [rows[i]["target"] for i in idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        _update(opt, params, loss)
         losses.append(loss.item())
         if step % 100 == 0:
             log.info("encoder ctc step %d loss %.3f", step, loss.item())
@@ -303,9 +310,7 @@ def train_sft(model: SpeechLM, rows: list[dict[str, Any]], feats: list[torch.Ten
     losses = []
     for step in range(cfg.sft_steps):
         _cosine(opt, cfg.sft_lr, step, cfg.sft_steps, cfg.warmup)
-        idx = [rng.randrange(len(rows)) for _ in range(cfg.batch_size)]
-        x, n = pad_features([feats[i] for i in idx])
-        x = spec_augment(x, n, rng) if cfg.spec_augment else x
+        idx, x, n = _batch(feats, cfg, rng)
         h, h_len = model.encoder(x, n)
         speech = model.adapter(h, h_len)
         loss = model.loss([toks[i][0] for i in idx], x, n, [toks[i][1] for i in idx], [toks[i][2] for i in idx],
@@ -313,10 +318,7 @@ def train_sft(model: SpeechLM, rows: list[dict[str, Any]], feats: list[torch.Ten
         total = loss
         if ctc_head is not None and cfg.ctc_weight:
             total = loss + cfg.ctc_weight * ctc_loss(ctc_head, h, h_len, [rows[i]["target"] for i in idx])
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        _update(opt, params, total)
         losses.append(loss.item())
         if step % 50 == 0:
             log.info("speech sft step %d loss %.3f (with ctc %.3f)", step, loss.item(), total.item())
