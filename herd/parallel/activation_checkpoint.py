@@ -12,3 +12,10 @@ def apply_activation_checkpointing(model: nn.Module) -> nn.Module:
     for name, block in list(model.layers.named_children()):
         model.layers.register_module(name, checkpoint_wrapper(block, preserve_rng_state=False))
     return model
+
+
+def remove_activation_checkpointing(model: nn.Module) -> nn.Module:
+    """Undo `apply_activation_checkpointing`: the plain blocks back in `model.layers`."""
+    for name, block in list(model.layers.named_children()):
+        model.layers.register_module(name, getattr(block, "_checkpoint_wrapped_module", block))
+    return model

@@ -47,6 +47,11 @@ def adamw(model: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim
 def step(optim: torch.optim.Optimizer, model: nn.Module, loss: torch.Tensor, clip: float = 1.0) -> float:
     optim.zero_grad(set_to_none=True)
     loss.backward()
+    return clip_and_step(optim, model, clip)
+
+
+def clip_and_step(optim: torch.optim.Optimizer, model: nn.Module, clip: float = 1.0) -> float:
+    """Clip the accumulated gradients' global norm to `clip` and step; returns the norm before clipping."""
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     optim.step()
     return float(norm)

@@ -19,8 +19,8 @@ from torch.utils.checkpoint import checkpoint
 from herd.core.logging import get_logger
 from herd.model import Transformer
 from herd.model.layers import document_causal
-from herd.parallel.activation_checkpoint import apply_activation_checkpointing
-from herd.posttrain.common import Variant, adamw, shuffled_batches, train_variants
+from herd.parallel.activation_checkpoint import apply_activation_checkpointing, remove_activation_checkpointing
+from herd.posttrain.common import Variant, adamw, clip_and_step, shuffled_batches, train_variants
 from herd.tokenizer.chat import ChatFormatLike
 
 log = get_logger(__name__)
@@ -110,7 +110,6 @@ def make_batches(examples: Sequence[Example], cfg: SFTConfig, seed: int, pad_id:
 # Trained positions projected to the vocabulary at a time: 512 × 49,152 fp32 logits are ~100 MB, and only
 # one chunk's live at once (each is recomputed in backward), where a (B, T, V) tensor is 0.4 GB per copy.
 LOSS_CHUNK = 512
-CLIP = 1.0  # gradient-norm clip, as herd.posttrain.common.step
 
 
 def batch_loss(model: Transformer, batch: Batch) -> Tensor:
@@ -177,13 +176,7 @@ def _train_one(model: Transformer, batches: list[Batch], lr: float, cfg: SFTConf
         return _train_steps(model, batches, lr, cfg)
     finally:
         if cfg.activation_checkpointing:
-            _unwrap_blocks(model)
-
-
-def _unwrap_blocks(model: Transformer) -> None:
-    """Undo apply_activation_checkpointing, so the model saved and sampled afterwards is the plain one."""
-    for name, block in list(model.layers.named_children()):
-        model.layers.register_module(name, getattr(block, "_checkpoint_wrapped_module", block))
+            remove_activation_checkpointing(model)  # the model saved and sampled afterwards is the plain one
 
 
 def _accumulated_step(optim: torch.optim.Optimizer, model: Transformer, batch: Batch, micro_rows: int) -> float:
@@ -197,8 +190,7 @@ def _accumulated_step(optim: torch.optim.Optimizer, model: Transformer, batch: B
         nll = summed_nll(model, part)
         (nll / n).backward()
         total += float(nll.detach())
-    torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
-    optim.step()
+    clip_and_step(optim, model)
     return total / n
 
 
