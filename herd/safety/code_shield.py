@@ -67,6 +67,7 @@ def shield_dialogs(src: str | Path, out: str | Path) -> dict[str, Any]:
     Python and JavaScript solutions) -> `out/sft.jsonl` without the dialogs whose assistant code Code Shield
     flags, `out/dropped/dropped.jsonl` (reason `insecure_code:<ids>`) and MANIFEST.json. One semgrep run
     scans every dialog's code."""
+    from herd.core.io import iter_jsonl
     from herd.core.stage import run_fn
     from herd.posttrain.data import write_jsonl
 
@@ -75,8 +76,7 @@ def shield_dialogs(src: str | Path, out: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{src_file}: no such file (a capability output folder holds sft.jsonl)")
 
     def run(tmp: Path) -> dict[str, Any]:
-        lines = src_file.read_text(encoding="utf-8").splitlines()
-        rows = [json.loads(line) for line in lines if line.strip()]
+        rows = [row for _, row in iter_jsonl(src_file)]  # a bad line raises naming src_file:line
         code = [
             [s for m in r.get("messages", []) if m.get("role") == "assistant" for s in message_code(m)] for r in rows
         ]

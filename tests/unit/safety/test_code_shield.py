@@ -241,3 +241,11 @@ def test_filter_over_a_multilanguage_reply_and_the_dialog_filter(tmp_path) -> No
     assert (counts["in"], counts["kept"], counts["dropped"], counts["snippets"]) == (3, 2, 1, 2)
     dropped = [json.loads(x) for x in (tmp_path / "out" / "dropped" / "dropped.jsonl").read_text().splitlines()]
     assert [d["reason"] for d in dropped] == ["insecure_code:js-child-process-shell-concat"]
+
+
+def test_dialog_filter_names_the_bad_line(tmp_path) -> None:
+    (tmp_path / "cap").mkdir()
+    (tmp_path / "cap" / "sft.jsonl").write_text('{"messages": []}\n{"messages": [\n')
+    with pytest.raises(ValueError, match=r"sft\.jsonl:2: invalid JSON"):
+        shield_dialogs(tmp_path / "cap", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
