@@ -46,21 +46,30 @@ ADAPTER_PRESETS: dict[str, AdapterConfig] = {
 
 
 class SpeechAdapter(nn.Module):
-    """Encoder frames (B, T, enc_dim) → LM embeddings (B, ⌈T/2⌉, lm_dim), plus the two special embeddings."""
+    """Encoder frames (B, T, enc_dim) → LM embeddings (B, ⌈T/2⌉, lm_dim), plus the two special embeddings.
 
-    def __init__(self, cfg: AdapterConfig, enc_dim: int, lm_dim: int) -> None:
+    With `token_vocab` V > 0 the last layer is a token interface instead of the paper's linear map [D]: a head
+    over the LM's V tokens plus a CTC blank, trained with a CTC loss on the transcript's tokens; each 80 ms frame
+    whose best class is a token other than the previous frame's becomes the probability-weighted mix of the LM's
+    own token embeddings (repeats and blanks dropped, as in CTC decoding), after LegoSLM (arXiv 2505.11352). A
+    frozen LM too small to learn a new input space from minutes of speech then reads inputs it already knows
+    (docs/speech.md).
+    """
+
+    def __init__(self, cfg: AdapterConfig, enc_dim: int, lm_dim: int, token_vocab: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
         self.conv = nn.Conv1d(enc_dim, cfg.dim, cfg.kernel, stride=cfg.stride, padding=cfg.kernel // 2)
         block_cfg = ModelConfig(dim=cfg.dim, n_layers=1, n_heads=cfg.n_heads, n_kv_heads=cfg.n_heads,
                                 ffn_dim=cfg.ffn_dim, vocab_size=1, rope_scaling=None)  # fmt: skip
         self.block = TransformerBlock(block_cfg, 0)  # herd's rotary pre-norm layer, run non-causally
-        self.proj = nn.Linear(cfg.dim, lm_dim)
+        self.token_head = nn.Linear(cfg.dim, token_vocab + 1) if token_vocab else None  # class V: the CTC blank
+        self.proj = None if token_vocab else nn.Linear(cfg.dim, lm_dim)
         # The LM only ever saw its own token embeddings (RMS ~0.02 at init, a little more once trained);
         # unnormalized adapter outputs came out ~5x larger (measured: RMS 0.35 vs 0.07), and with them and a
         # one-step warm-up the SFT loss did not move (docs/speech.md). An RMSNorm whose gain starts at the
         # LM table's RMS puts them on its scale [D].
-        self.out_norm = nn.RMSNorm(lm_dim, eps=1e-6)
+        self.out_norm = None if token_vocab else nn.RMSNorm(lm_dim, eps=1e-6)
         self.special = nn.Parameter(torch.randn(2, lm_dim) * 0.02)  # begin/end-of-speech embeddings
         self.register_buffer("inv_freq", rope_inv_freq(cfg.dim // cfg.n_heads, cfg.rope_theta, None), persistent=False)
 
@@ -68,14 +77,16 @@ class SpeechAdapter(nn.Module):
     def match_scale(self, table: Tensor) -> None:
         """Start the output gain and the two special embeddings at the RMS of the LM's embedding table."""
         rms = table.float().pow(2).mean().sqrt().item()
-        self.out_norm.weight.fill_(rms)
+        if self.out_norm is not None:
+            self.out_norm.weight.fill_(rms)
         self.special.mul_(rms / self.special.float().pow(2).mean().sqrt().item())
 
     def out_lengths(self, lengths: Tensor) -> Tensor:
         k, s, p = self.cfg.kernel, self.cfg.stride, self.cfg.kernel // 2
         return torch.div(lengths + 2 * p - k, s, rounding_mode="floor") + 1
 
-    def forward(self, h: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    def hidden(self, h: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """The convolution and the Transformer layer: (B, ⌈T/2⌉, dim) 80 ms frames and their counts."""
         real = torch.arange(h.shape[1], device=h.device)[None, :, None] < lengths[:, None, None]
         # Zero the encoder's padded frames: the kernel of the last real 80 ms frame reaches one of them.
         x = self.conv((h * real.to(h.dtype)).transpose(1, 2)).transpose(1, 2)  # (B, T/2, d): 80 ms frames
@@ -83,8 +94,34 @@ class SpeechAdapter(nn.Module):
         keep = torch.arange(x.shape[1], device=x.device)[None] < out_len[:, None]
         cos, sin = rope_cos_sin(self.inv_freq, torch.arange(x.shape[1], device=x.device))
         # Bidirectional over the utterance; padded frames are never keys.
-        x = self.block(x, cos.to(x.dtype), sin.to(x.dtype), AttentionKernel(mask=keep[:, None, None, :]))
-        return self.out_norm(self.proj(x)), out_len  # (B, T/2, lm_dim)
+        return self.block(x, cos.to(x.dtype), sin.to(x.dtype), AttentionKernel(mask=keep[:, None, None, :])), out_len
+
+    def token_logits(self, h: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, ⌈T/2⌉, V + 1) logits over the LM's tokens and the blank (class V), with frame counts."""
+        assert self.token_head is not None, "token_logits needs SpeechAdapter(..., token_vocab=V)"
+        x, n = self.hidden(h, lengths)
+        return self.token_head(x), n
+
+    @staticmethod
+    def collapse(logits: Tensor, lengths: Tensor, table: Tensor) -> tuple[Tensor, Tensor]:
+        """One LM embedding per emitted token: frames whose best class is neither the blank nor the previous
+        frame's, each the softmax over the V tokens times the LM's table (differentiable in the logits)."""
+        V = table.shape[0]
+        best = logits.argmax(-1)
+        prev = torch.cat([torch.full_like(best[:, :1], -1), best[:, :-1]], dim=1)
+        real = torch.arange(best.shape[1], device=best.device)[None] < lengths[:, None]
+        emit = (best != V) & (best != prev) & real
+        mixed = logits[..., :V].float().softmax(-1).to(table.dtype) @ table  # (B, S, lm_dim)
+        rows = [mixed[i, emit[i]] for i in range(best.shape[0])]
+        return nn.utils.rnn.pad_sequence(rows, batch_first=True), emit.sum(1)
+
+    def forward(self, h: Tensor, lengths: Tensor, table: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """LM-space embeddings and their counts per row; `table` (the LM's embeddings) for the token interface."""
+        x, out_len = self.hidden(h, lengths)
+        if self.token_head is None:
+            return self.out_norm(self.proj(x)), out_len  # (B, T/2, lm_dim)
+        assert table is not None, "the token interface mixes the LM's embedding table: pass it"
+        return self.collapse(self.token_head(x), out_len, table)
 
 
 @dataclass
@@ -112,7 +149,7 @@ class SpeechLM(nn.Module):
 
     def speech_embeddings(self, feats: Tensor, n_frames: Tensor) -> tuple[Tensor, Tensor]:
         h, lengths = self.encoder(feats, n_frames)
-        return self.adapter(h, lengths)
+        return self.adapter(h, lengths, self.lm.tok_embeddings.weight)
 
     def embed(
         self,
@@ -164,7 +201,7 @@ class SpeechLM(nn.Module):
         stop id or after as many tokens as it has 80 ms speech frames: speech does not carry more words than
         that, and a runaway repetition otherwise turns into dozens of insertions."""
         batch = self.embed(prefixes, feats, n_frames, suffixes)
-        limit = [end - start for start, end in batch.speech_spans]
+        limit = self.adapter.out_lengths(self.encoder.out_lengths(n_frames)).tolist()  # 80 ms frames per row
         B, L, _ = batch.embeds.shape
         pad = L - batch.lengths
         left = torch.zeros_like(batch.embeds)

@@ -48,10 +48,12 @@ class TinyLMConfig:
     steps: int = 300
     lr: float = 3e-3
     batch_size: int = 32
-    # Share of "copy" documents: a random word string from the texts' words, a newline, the same string.
-    # They give the frozen LM the in-context copying every real LM has (induction heads), which "Repeat
-    # after me" relies on; random strings cannot be memorized [D, see docs/speech.md].
+    # Share of "copy" documents `<bos> [prompt] S\n S <eot>`, the loss on the second S and <eot> only (the
+    # first copy is the input, not a thing to predict). They give the frozen LM the in-context copying every
+    # real LM has (induction heads), which "Repeat after me" relies on [D, see docs/speech.md].
     copy_fraction: float = 0.0
+    copy_sentence_fraction: float = 0.0  # of those, S is a training text; else a random string of its words
+    copy_prompt_fraction: float = 0.0  # of those, an ASR prompt comes first, as in the speech model's input
 
 
 @dataclass
@@ -69,6 +71,12 @@ class SpeechTrainConfig:
     sft_lr: float = 1e-3
     warmup: int = 50  # SFT warm-up steps before the cosine decay
     ctc_weight: float = 0.0  # auxiliary character CTC loss on the encoder; an addition to the paper [D]
+    # "embeddings": the paper's linear adapter output; "tokens": CTC over the LM's tokens, emitted tokens enter the
+    # LM as mixes of its own embeddings (herd.speech.adapter.SpeechAdapter) [D].
+    adapter_output: str = "embeddings"
+    token_ctc_weight: float = 1.0  # the adapter's token CTC loss during SFT ("tokens" only)
+    token_ctc_steps: int = 0  # encoder + adapter token CTC (+ character CTC) before SFT, no LM forward [D]
+    token_ctc_lr: float = 2e-3
     # Encoder CTC warm-up between BEST-RQ and SFT: encoder + character CTC head alone, no LM [D, not in the paper].
     ctc_steps: int = 0
     ctc_lr: float = 3e-3
@@ -131,8 +139,10 @@ def spec_augment(x: torch.Tensor, n: torch.Tensor, rng: random.Random) -> torch.
 # ---------------------------------------------------------------- the frozen LM and its prompts
 
 
-def build_tiny_lm(texts: list[str], cfg: TinyLMConfig, seed: int) -> tuple[Transformer, Any]:
-    """A BPE tokenizer and a small herd Llama trained on `texts` (next-token loss), returned frozen."""
+def build_tiny_lm(texts: list[str], cfg: TinyLMConfig, seed: int,
+                  prompts: tuple[str, ...] = ()) -> tuple[Transformer, Any]:  # fmt: skip
+    """A BPE tokenizer and a small herd Llama trained on `texts` (next-token loss) and on copy documents of them
+    (`prompts` are the ASR prompts copy documents may start with), returned frozen."""
     from herd.tokenizer import train_tokenizer
 
     tok = train_tokenizer(texts, cfg.vocab_size)
@@ -141,33 +151,54 @@ def build_tiny_lm(texts: list[str], cfg: TinyLMConfig, seed: int) -> tuple[Trans
                        tie_embeddings=True)  # fmt: skip
     lm = build_model(mcfg, seed=seed)
     rows = [[*tok.encode(t, bos=True), tok.eot_id] for t in texts]
-    words = sorted({w for t in texts for w in t.split()})
+    copies = CopyDocuments(tok, [t for t in texts if t not in prompts], list(prompts), cfg)
     opt = torch.optim.AdamW(lm.parameters(), lr=cfg.lr, weight_decay=0.0)
     rng = random.Random(seed)
     for step in range(cfg.steps):
-        batch = [copy_document(tok, words, rng) if rng.random() < cfg.copy_fraction else rows[rng.randrange(len(rows))]
+        batch = [copies.draw(rng) if rng.random() < cfg.copy_fraction else _next_token(rows[rng.randrange(len(rows))])
                  for _ in range(cfg.batch_size)]  # fmt: skip
-        x = torch.nn.utils.rnn.pad_sequence([torch.tensor(b) for b in batch], batch_first=True, padding_value=-100)
-        logits = lm(x[:, :-1].clamp(min=0))
-        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), x[:, 1:].flatten(), ignore_index=-100)
+        x = torch.nn.utils.rnn.pad_sequence([torch.tensor(b[0]) for b in batch], batch_first=True)
+        y = torch.nn.utils.rnn.pad_sequence([torch.tensor(b[1]) for b in batch], batch_first=True, padding_value=-100)
+        loss = torch.nn.functional.cross_entropy(lm(x).flatten(0, 1), y.flatten(), ignore_index=-100)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         for g in opt.param_groups:
             g["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * (step + 1) / cfg.steps))
-    log.info("tiny LM: text loss %.3f after %d steps", loss.item(), cfg.steps)
+        if step % 250 == 0:
+            log.info("tiny LM step %d loss %.3f", step, loss.item())
+    log.info("tiny LM: loss %.3f after %d steps", loss.item(), cfg.steps)
     return lm.eval(), tok
 
 
-def copy_document(tok: Any, words: list[str], rng: random.Random) -> list[int]:
-    """`<bos> S\\n S <eot>` for a random string S of 2–10 words (tokenized once, so both copies match)."""
-    s = tok.encode(" " + " ".join(rng.choice(words) for _ in range(rng.randint(2, 10))))
-    return [tok.bos_id, *s, *tok.encode("\n"), *s, tok.eot_id]
+def _next_token(ids: list[int]) -> tuple[list[int], list[int]]:
+    return ids[:-1], ids[1:]
 
 
-def load_lm(cfg: SpeechTrainConfig, texts: list[str]) -> tuple[Transformer, Any]:
+class CopyDocuments:
+    """`<bos> [prompt] S\n S <eot>` as (inputs, labels), labels -100 except on the second S and <eot>."""
+
+    def __init__(self, tok: Any, sentences: list[str], prompts: list[str], cfg: TinyLMConfig) -> None:
+        self.tok, self.sentences, self.prompts, self.cfg = tok, sentences, prompts, cfg
+        self.words = sorted({w for t in sentences for w in t.split()})
+        self.newline = tok.encode("\n")
+
+    def draw(self, rng: random.Random) -> tuple[list[int], list[int]]:
+        if self.sentences and rng.random() < self.cfg.copy_sentence_fraction:
+            text = rng.choice(self.sentences)
+        else:
+            text = " ".join(rng.choice(self.words) for _ in range(rng.randint(2, 10)))
+        s = self.tok.encode(" " + text)  # tokenized once, so both copies match
+        head = [self.tok.bos_id]
+        if self.prompts and rng.random() < self.cfg.copy_prompt_fraction:
+            head += self.tok.encode(rng.choice(self.prompts))
+        ids = [*head, *s, *self.newline, *s, self.tok.eot_id]
+        return ids[:-1], [-100] * (len(head) + len(s) + len(self.newline) - 1) + [*s, self.tok.eot_id]
+
+
+def load_lm(cfg: SpeechTrainConfig, texts: list[str], prompts: tuple[str, ...] = ()) -> tuple[Transformer, Any]:
     if cfg.lm == "tiny":
-        return build_tiny_lm(texts, cfg.tiny_lm, cfg.seed)
+        return build_tiny_lm(texts, cfg.tiny_lm, cfg.seed, prompts)
     from herd.tokenizer import load_tokenizer
 
     return load_model(cfg.lm).eval(), load_tokenizer(cfg.lm)
@@ -268,19 +299,27 @@ def pretrain_ctc(encoder: ConformerEncoder, head: CTCHead, rows: list[dict[str, 
     """Encoder + CTC head alone (no LM forward: ~3x cheaper per step than SFT), so SFT starts from an encoder
     that already spells [D]."""
     encoder.train()
+
+    def loss_of(idx: list[int], x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        return ctc_loss(head, *encoder(x, n), [rows[i]["target"] for i in idx])
+
     params = [*encoder.parameters(), *head.parameters()]
-    opt = torch.optim.AdamW(params, lr=cfg.ctc_lr, weight_decay=0.01)
-    rng = random.Random(cfg.seed + 2)
+    return _warm_up(params, cfg.ctc_lr, cfg.ctc_steps, cfg.seed + 2, feats, cfg, loss_of, "encoder ctc")
+
+
+def _warm_up(params: list[torch.nn.Parameter], lr: float, steps: int, seed: int, feats: list[torch.Tensor],
+             cfg: SpeechTrainConfig, loss_of: Any, what: str) -> list[float]:  # fmt: skip
+    """AdamW with warm-up + cosine LR over random (SpecAugmented) batches; `loss_of(idx, x, n)` is a step's loss."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    rng = random.Random(seed)
     losses = []
-    for step in range(cfg.ctc_steps):
-        _cosine(opt, cfg.ctc_lr, step, cfg.ctc_steps, cfg.warmup)
-        idx, x, n = _batch(feats, cfg, rng)
-        h, h_len = encoder(x, n)
-        loss = ctc_loss(head, h, h_len, [rows[i]["target"] for i in idx])
+    for step in range(steps):
+        _cosine(opt, lr, step, steps, cfg.warmup)
+        loss = loss_of(*_batch(feats, cfg, rng))
         _update(opt, params, loss)
         losses.append(loss.item())
         if step % 100 == 0:
-            log.info("encoder ctc step %d loss %.3f", step, loss.item())
+            log.info("%s step %d loss %.3f", what, step, loss.item())
     return losses
 
 
@@ -299,6 +338,53 @@ def evaluate_ctc(encoder: ConformerEncoder, head: CTCHead, rows: list[dict[str, 
     return {**wer_with_ci(refs, hyps, cfg.seed), "cer": float(jiwer.cer(refs, hyps))}
 
 
+def token_ctc_loss(logits: torch.Tensor, lengths: torch.Tensor, targets: list[list[int]]) -> torch.Tensor:
+    """CTC of the adapter's token logits (B, S, V + 1) against the transcripts' LM tokens; the blank is class V."""
+    tgt = [torch.tensor(t or [0]) for t in targets]
+    logp = logits.float().log_softmax(-1).transpose(0, 1)
+    return torch.nn.functional.ctc_loss(logp, torch.cat(tgt), lengths, torch.tensor([len(t) for t in tgt]),
+                                        blank=logits.shape[-1] - 1, zero_infinity=True)  # fmt: skip
+
+
+def token_ctc_greedy(logits: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+    """Best path over the LM's tokens, repeats merged, blanks removed."""
+    blank, out = logits.shape[-1] - 1, []
+    for row, k in zip(logits.argmax(-1).tolist(), lengths.tolist(), strict=True):
+        ids, prev = [], blank
+        for c in row[:k]:
+            if c not in (blank, prev):
+                ids.append(c)
+            prev = c
+        out.append(ids)
+    return out
+
+
+def _ctc_terms(model: SpeechLM, h: torch.Tensor, h_len: torch.Tensor, texts: list[str], tok: Any,
+               cfg: SpeechTrainConfig, ctc_head: CTCHead | None) -> tuple[torch.Tensor, Any]:  # fmt: skip
+    """The auxiliary CTC losses (character on the encoder, token on the adapter) and the adapter's token logits."""
+    total, logits = torch.zeros(()), None
+    if ctc_head is not None and cfg.ctc_weight:
+        total = total + cfg.ctc_weight * ctc_loss(ctc_head, h, h_len, texts)
+    if model.adapter.token_head is not None:
+        logits = model.adapter.token_logits(h, h_len)
+        total = total + cfg.token_ctc_weight * token_ctc_loss(*logits, [tok.encode(" " + t) for t in texts])
+    return total, logits
+
+
+def pretrain_token_ctc(model: SpeechLM, rows: list[dict[str, Any]], feats: list[torch.Tensor], tok: Any,
+                       cfg: SpeechTrainConfig, ctc_head: CTCHead | None) -> list[float]:  # fmt: skip
+    """Encoder + adapter on the token CTC loss (and the character one) before SFT: no LM forward, so cheap; SFT
+    then starts from an adapter that already emits the transcript's tokens [D]."""
+    model.train()
+
+    def loss_of(idx: list[int], x: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        return _ctc_terms(model, *model.encoder(x, n), [rows[i]["target"] for i in idx], tok, cfg, ctc_head)[0]
+
+    params = [*model.encoder.parameters(), *model.adapter.parameters()]
+    params += list(ctc_head.parameters()) if ctc_head is not None else []
+    return _warm_up(params, cfg.token_ctc_lr, cfg.token_ctc_steps, cfg.seed + 3, feats, cfg, loss_of, "token ctc")
+
+
 def train_sft(model: SpeechLM, rows: list[dict[str, Any]], feats: list[torch.Tensor], tok: Any,
               cfg: SpeechTrainConfig, ctc_head: CTCHead | None = None) -> list[float]:  # fmt: skip
     model.train()
@@ -307,17 +393,17 @@ def train_sft(model: SpeechLM, rows: list[dict[str, Any]], feats: list[torch.Ten
     opt = torch.optim.AdamW(params, lr=cfg.sft_lr, weight_decay=0.01)
     rng = random.Random(cfg.seed + 1)
     toks = [prompt_tokens(tok, r) for r in rows]
+    table = model.lm.tok_embeddings.weight
     losses = []
     for step in range(cfg.sft_steps):
         _cosine(opt, cfg.sft_lr, step, cfg.sft_steps, cfg.warmup)
         idx, x, n = _batch(feats, cfg, rng)
         h, h_len = model.encoder(x, n)
-        speech = model.adapter(h, h_len)
+        aux, logits = _ctc_terms(model, h, h_len, [rows[i]["target"] for i in idx], tok, cfg, ctc_head)
+        speech = model.adapter(h, h_len) if logits is None else model.adapter.collapse(*logits, table)
         loss = model.loss([toks[i][0] for i in idx], x, n, [toks[i][1] for i in idx], [toks[i][2] for i in idx],
                           speech=speech)  # fmt: skip
-        total = loss
-        if ctc_head is not None and cfg.ctc_weight:
-            total = loss + cfg.ctc_weight * ctc_loss(ctc_head, h, h_len, [rows[i]["target"] for i in idx])
+        total = loss + aux
         _update(opt, params, total)
         losses.append(loss.item())
         if step % 50 == 0:
@@ -402,14 +488,32 @@ def evaluate(model: SpeechLM, rows: list[dict[str, Any]], feats: list[torch.Tens
 def build_speech_model(cfg: SpeechTrainConfig, lm: Transformer) -> SpeechLM:
     torch.manual_seed(cfg.seed)
     enc = ConformerEncoder(conformer_preset(cfg.encoder, utterance_norm=cfg.utterance_norm))
-    adapter = SpeechAdapter(ADAPTER_PRESETS[_adapter_name(cfg.adapter)], enc.cfg.dim, lm.cfg.dim)
+    if cfg.adapter_output not in ADAPTER_OUTPUTS:
+        raise ValueError(f"speech train: adapter_output: '{cfg.adapter_output}' is not one of {ADAPTER_OUTPUTS}")
+    token_vocab = lm.cfg.vocab_size if cfg.adapter_output == "tokens" else 0
+    adapter = SpeechAdapter(ADAPTER_PRESETS[_adapter_name(cfg.adapter)], enc.cfg.dim, lm.cfg.dim, token_vocab)
     return SpeechLM(lm, enc, adapter)
+
+
+ADAPTER_OUTPUTS = ("embeddings", "tokens")
 
 
 def _adapter_name(name: str) -> str:
     if name not in ADAPTER_PRESETS:
         raise ValueError(f"speech train: adapter: unknown preset '{name}'; presets: {', '.join(ADAPTER_PRESETS)}")
     return name
+
+
+@torch.no_grad()
+def evaluate_token_ctc(model: SpeechLM, rows: list[dict[str, Any]], feats: list[torch.Tensor], tok: Any,
+                       seed: int) -> dict[str, float]:  # fmt: skip
+    """The adapter's own greedy token-CTC transcripts (what the LM is given to read): WER [95% CI]."""
+    model.eval()
+    hyps: list[str] = []
+    for s in range(0, len(rows), 32):
+        x, n = pad_features(feats[s : s + 32])
+        hyps += [tok.decode(ids).strip() for ids in token_ctc_greedy(*model.adapter.token_logits(*model.encoder(x, n)))]
+    return wer_with_ci([r["target"] for r in rows], hyps, seed)
 
 
 def train_speech(cfg: SpeechTrainConfig, out: Path) -> dict[str, Any]:
@@ -425,7 +529,8 @@ def train_speech(cfg: SpeechTrainConfig, out: Path) -> dict[str, Any]:
     feats = load_features(train)
     test_feats = {s: load_features(r) for s, r in tests.items()}
     t_feats = time.perf_counter()
-    lm, tok = load_lm(cfg, sorted({r["target"] for r in train} | {r["prompt"] for r in train if r["prompt"]}))
+    prompts = tuple(sorted({r["prompt"] for r in train if r["prompt"] and r["task"] == "asr"}))
+    lm, tok = load_lm(cfg, sorted({r["target"] for r in train} | {r["prompt"] for r in train if r["prompt"]}), prompts)
     t_lm = time.perf_counter()
     model = build_speech_model(cfg, lm)
     untrained = {s: evaluate(model, tests[s], test_feats[s], tok, cfg.seed)[0] for s in tests}
@@ -439,12 +544,16 @@ def train_speech(cfg: SpeechTrainConfig, out: Path) -> dict[str, Any]:
     ctc_eval = (
         {s: evaluate_ctc(model.encoder, ctc_head, tests[s], test_feats[s], cfg) for s in tests} if ctc_head else {}
     )
+    tokens = model.adapter.token_head is not None
+    tok_losses = pretrain_token_ctc(model, train, feats, tok, cfg, ctc_head) if tokens and cfg.token_ctc_steps else []
+    t_tok = time.perf_counter()
     sft_losses = train_sft(model, train, feats, tok, cfg, ctc_head if cfg.ctc_weight else None)
     t_sft = time.perf_counter()
     encoder_ctc = {}  # the encoder's own CTC transcripts before and after SFT: the acoustic model's share of errors
     for s in ctc_eval:
         after = evaluate_ctc(model.encoder, ctc_head, tests[s], test_feats[s], cfg)
         encoder_ctc[s] = {"after_ctc_steps": ctc_eval[s], "after_sft": after}
+    adapter_ctc = {s: evaluate_token_ctc(model, tests[s], test_feats[s], tok, cfg.seed) for s in tests if tokens}
     trained, rows_out = {}, []
     for s in tests:
         trained[s], hyps = evaluate(model, tests[s], test_feats[s], tok, cfg.seed)
@@ -468,10 +577,12 @@ def train_speech(cfg: SpeechTrainConfig, out: Path) -> dict[str, Any]:
         "train_utterances": len(train), "threads": torch.get_num_threads(),
         "bestrq_loss_first_last": [_avg(pre_losses[:20]), _avg(pre_losses[-20:])],
         "ctc_loss_first_last": [_avg(ctc_losses[:20]), _avg(ctc_losses[-20:])],
+        "token_ctc_loss_first_last": [_avg(tok_losses[:20]), _avg(tok_losses[-20:])],
         "sft_loss_first_last": [_avg(sft_losses[:20]), _avg(sft_losses[-20:])],
-        "untrained": untrained, "trained": trained, "encoder_ctc": encoder_ctc,
+        "untrained": untrained, "trained": trained, "encoder_ctc": encoder_ctc, "adapter_token_ctc": adapter_ctc,
         "seconds": {"features": round(t_feats - start, 1), "lm": round(t_lm - t_feats, 1),
-                    "bestrq": round(t_pre - t0, 1), "ctc": round(t_ctc - t_pre, 1), "sft": round(t_sft - t_ctc, 1),
+                    "bestrq": round(t_pre - t0, 1), "ctc": round(t_ctc - t_pre, 1),
+                    "token_ctc": round(t_tok - t_ctc, 1), "sft": round(t_sft - t_tok, 1),
                     "eval": round(t_eval - t_sft, 1), "total": round(time.perf_counter() - start, 1)},
     }  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

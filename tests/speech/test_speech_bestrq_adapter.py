@@ -130,3 +130,32 @@ def test_adapter_real_frames_ignore_padding_and_match_the_lm_embedding_scale():
     torch.testing.assert_close(padded[0, :3], alone[0, :3])  # the last 80 ms frame's kernel reached frame 6
     table_rms = lm.tok_embeddings.weight.pow(2).mean().sqrt()
     torch.testing.assert_close(padded[1].pow(2).mean().sqrt(), table_rms, rtol=0.05, atol=0)  # RMSNorm gain
+
+
+def test_token_interface_emits_one_lm_embedding_per_ctc_token():
+    torch.manual_seed(0)
+    lm = build_model(get_preset("debug"), seed=0)
+    V = lm.cfg.vocab_size
+    adapter = SpeechAdapter(ADAPTER_PRESETS["tiny"], 96, lm.cfg.dim, token_vocab=V)
+    assert adapter.proj is None and adapter.token_head.out_features == V + 1  # class V is the CTC blank
+    # Best path per frame "7 7 _ 9 9 7 _ 7" + 2 frames past the length: repeats merge, a blank splits 7 from 7.
+    path = [7, 7, V, 9, 9, 7, V, 7, 3, 3]
+    logits = torch.nn.functional.one_hot(torch.tensor([path]), V + 1).float() * 30.0
+    table = lm.tok_embeddings.weight
+    emb, n = adapter.collapse(logits, torch.tensor([8]), table)
+    assert n.tolist() == [4] and emb.shape == (1, 4, lm.cfg.dim)
+    torch.testing.assert_close(emb[0], table[[7, 9, 7, 7]], atol=1e-6, rtol=0)  # peaked softmax → the LM's rows
+    # Soft: each emitted frame is the softmax over the V tokens (the blank's mass left out) times the table.
+    soft = torch.randn(2, 6, V + 1)
+    emb, n = adapter.collapse(soft, torch.tensor([6, 4]), table)
+    best = soft.argmax(-1)
+    for i in range(2):
+        frames = [t for t in range(int([6, 4][i])) if best[i, t] != V and (t == 0 or best[i, t] != best[i, t - 1])]
+        assert int(n[i]) == len(frames)
+        torch.testing.assert_close(emb[i, : len(frames)], soft[i, frames, :V].softmax(-1) @ table)
+    # In the SpeechLM the LM reads them; gradients reach the token head and never the LM.
+    enc = ConformerEncoder(conformer_preset("tiny"))
+    model = SpeechLM(lm, enc, SpeechAdapter(ADAPTER_PRESETS["tiny"], enc.cfg.dim, lm.cfg.dim, V)).train()
+    model.loss([[1, 2]], torch.randn(1, 64, 80), torch.tensor([64]), [[3]], [[9, 10, 11]]).backward()
+    assert all(p.grad is None for p in model.lm.parameters())
+    assert model.adapter.token_head.weight.grad.abs().sum() > 0

@@ -14,7 +14,7 @@ from herd.speech.recipe import RecipeSpeechSection, run_recipe_speech
 TINY = ["data.max_sentences=8", "data.voices_per_sentence=1", "data.test_fraction=0.3", "data.dialogue=0",
         "train.tiny_lm.steps=2", "train.tiny_lm.vocab_size=600", "train.bestrq.codebook_size=32",
         "train.pretrain_steps=2", "train.ctc_steps=2", "train.sft_steps=2", "train.batch_size=2",
-        "train.max_eval=2"]  # fmt: skip
+        "train.max_eval=2", "train.token_ctc_steps=2"]  # fmt: skip
 
 
 def test_speech_stage_comes_after_safety_and_is_opt_in() -> None:

@@ -13,6 +13,7 @@ from herd.speech.bestrq import BestRQConfig
 from herd.speech.data import SpeechDataConfig, run_speech_data
 from herd.speech.train import (
     CTC_CHARS,
+    CopyDocuments,
     CTCHead,
     SpeechTrainConfig,
     TinyLMConfig,
@@ -21,6 +22,8 @@ from herd.speech.train import (
     ctc_targets,
     run_speech_train,
     spec_augment,
+    token_ctc_greedy,
+    token_ctc_loss,
     wer_with_ci,
 )
 
@@ -88,3 +91,60 @@ def test_spec_augment_masks_bands_and_spans_deterministically():
     assert 0 < zero_bins <= 30
     assert abs(float(a[0, :, (a[0] != 0).any(0)].mean())) < 0.2  # normalized before masking: zero is the mean
     assert (a[2, 120:] == 0).all()  # padding stays zero
+
+
+def test_speech_train_with_the_token_interface_reloads_and_transcribes(tmp_path):
+    from herd.speech.infer import load_speech_model, respond
+
+    data = SpeechDataConfig(out=str(tmp_path / "data"), max_sentences=8, voices_per_sentence=1, test_fraction=0.3)
+    run_speech_data(data)
+    cfg = SpeechTrainConfig(data=data.out, out=str(tmp_path / "model"), tasks=["asr"], batch_size=2, max_eval=2,
+                            tiny_lm=TinyLMConfig(steps=2, vocab_size=600, copy_fraction=0.5, copy_sentence_fraction=0.5,
+                                                 copy_prompt_fraction=0.5),
+                            pretrain_steps=0, ctc_steps=2, ctc_weight=0.3, adapter_output="tokens", token_ctc_steps=2,
+                            sft_steps=2)  # fmt: skip
+    run_speech_train(cfg)
+    metrics = json.loads((tmp_path / "model" / "metrics.json").read_text())
+    assert metrics["adapter_token_ctc"]["test_voices"]["n"] == 2
+    assert metrics["token_ctc_loss_first_last"][0] is not None
+    assert "token_head.weight" in load_file(tmp_path / "model" / "adapter.safetensors")
+    model, tok = load_speech_model(tmp_path / "model")  # rebuilt from speech_config.json: the same interface
+    assert model.adapter.token_head.out_features == model.lm.cfg.vocab_size + 1
+    assert isinstance(respond(model, tok, torch.zeros(16_000)), str)
+    with pytest.raises(ValueError, match="adapter_output"):
+        run_speech_train(SpeechTrainConfig(data=data.out, out=str(tmp_path / "m2"), tasks=["asr"], adapter_output="tok",
+                                           tiny_lm=TinyLMConfig(steps=1, vocab_size=600)))  # fmt: skip
+
+
+def test_copy_documents_train_only_the_second_copy():
+    from herd.tokenizer import train_tokenizer
+
+    sentences, prompts = ["the cat sat on the mat", "a dog ran home"], ["Repeat after me in English:"]
+    tok = train_tokenizer(sentences + prompts, 600)
+    rng = random.Random(0)
+    always = CopyDocuments(tok, sentences, prompts, TinyLMConfig(copy_sentence_fraction=1.0, copy_prompt_fraction=1.0))
+    for _ in range(5):
+        x, y = always.draw(rng)
+        ids = [*x, y[-1]]  # the whole document
+        head = [tok.bos_id, *tok.encode(prompts[0])]
+        assert ids[: len(head)] == head
+        body = tok.decode(ids[len(head) : -1])
+        first, second = body.split("\n")
+        assert first == second and first.strip() in sentences
+        labelled = [t for t in y if t != -100]
+        assert labelled == [*tok.encode(second), tok.eot_id] and len(y) == len(x)
+        assert y[-len(labelled) :] == labelled  # labels sit on the second copy's positions (next-token shift)
+    never = CopyDocuments(tok, sentences, prompts, TinyLMConfig())
+    x, _ = never.draw(rng)
+    body = tok.decode(x[1:])
+    assert "Repeat" not in body and body.split("\n")[0].strip() not in sentences  # random strings of their words
+    assert set(body.split("\n")[0].split()) <= set(" ".join(sentences).split())
+
+
+def test_token_ctc_greedy_and_loss_on_a_planted_path():
+    V = 6
+    path = [2, 2, V, 2, 4, V, V, 5, 1]  # the last frame is past the length
+    logits = torch.nn.functional.one_hot(torch.tensor([path]), V + 1).float() * 20.0
+    assert token_ctc_greedy(logits, torch.tensor([8])) == [[2, 2, 4, 5]]
+    right = token_ctc_loss(logits, torch.tensor([8]), [[2, 2, 4, 5]])
+    assert right < 0.01 < token_ctc_loss(logits, torch.tensor([8]), [[5, 4, 2, 2]])
