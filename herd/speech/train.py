@@ -19,7 +19,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -56,6 +56,9 @@ class TinyLMConfig:
     copy_prompt_fraction: float = 0.0  # of those, an ASR prompt comes first, as in the speech model's input
 
 
+ADAPTER_OUTPUTS = ("embeddings", "tokens")
+
+
 @dataclass
 class SpeechTrainConfig:
     data: str = "runs/speech/tiny/data"
@@ -73,7 +76,7 @@ class SpeechTrainConfig:
     ctc_weight: float = 0.0  # auxiliary character CTC loss on the encoder; an addition to the paper [D]
     # "embeddings": the paper's linear adapter output; "tokens": CTC over the LM's tokens, emitted tokens enter the
     # LM as mixes of its own embeddings (herd.speech.adapter.SpeechAdapter) [D].
-    adapter_output: str = "embeddings"
+    adapter_output: Literal["embeddings", "tokens"] = "embeddings"
     token_ctc_weight: float = 1.0  # the adapter's token CTC loss during SFT ("tokens" only)
     token_ctc_steps: int = 0  # encoder + adapter token CTC (+ character CTC) before SFT, no LM forward [D]
     token_ctc_lr: float = 2e-3
@@ -94,6 +97,10 @@ class SpeechTrainConfig:
     max_eval: int = 200  # utterances per held-out split
     seed: int = 0
     threads: int = 0  # torch intra-op threads; 0 leaves torch's default
+
+    def __post_init__(self) -> None:  # before any features or LM training, not after
+        if self.adapter_output not in ADAPTER_OUTPUTS:
+            raise ValueError(f"adapter_output: {self.adapter_output!r} is not one of {', '.join(ADAPTER_OUTPUTS)}")
 
 
 # ---------------------------------------------------------------- features
@@ -266,16 +273,21 @@ def ctc_loss(head: CTCHead, h: torch.Tensor, lengths: torch.Tensor, texts: list[
 
 
 def ctc_greedy(head: CTCHead, h: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-    """Best path, repeats merged, blanks removed."""
-    logp, n = head(h, lengths)
+    """The character head's best path as text."""
+    return ["".join(CTC_CHARS[c - 1] for c in ids) for ids in best_path(*head(h, lengths), blank=0)]
+
+
+def best_path(logits: torch.Tensor, lengths: torch.Tensor, blank: int) -> list[list[int]]:
+    """Greedy CTC decoding of (B, T, classes): the best class per frame up to each length, repeats merged, blanks
+    removed."""
     out = []
-    for row, k in zip(logp.argmax(-1).tolist(), n.tolist(), strict=True):
-        chars, prev = [], 0
+    for row, k in zip(logits.argmax(-1).tolist(), lengths.tolist(), strict=True):
+        ids, prev = [], blank
         for c in row[:k]:
-            if c not in (0, prev):
-                chars.append(CTC_CHARS[c - 1])
+            if c not in (blank, prev):
+                ids.append(c)
             prev = c
-        out.append("".join(chars))
+        out.append(ids)
     return out
 
 
@@ -344,19 +356,6 @@ def token_ctc_loss(logits: torch.Tensor, lengths: torch.Tensor, targets: list[li
     logp = logits.float().log_softmax(-1).transpose(0, 1)
     return torch.nn.functional.ctc_loss(logp, torch.cat(tgt), lengths, torch.tensor([len(t) for t in tgt]),
                                         blank=logits.shape[-1] - 1, zero_infinity=True)  # fmt: skip
-
-
-def token_ctc_greedy(logits: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-    """Best path over the LM's tokens, repeats merged, blanks removed."""
-    blank, out = logits.shape[-1] - 1, []
-    for row, k in zip(logits.argmax(-1).tolist(), lengths.tolist(), strict=True):
-        ids, prev = [], blank
-        for c in row[:k]:
-            if c not in (blank, prev):
-                ids.append(c)
-            prev = c
-        out.append(ids)
-    return out
 
 
 def _ctc_terms(model: SpeechLM, h: torch.Tensor, h_len: torch.Tensor, texts: list[str], tok: Any,
@@ -488,14 +487,9 @@ def evaluate(model: SpeechLM, rows: list[dict[str, Any]], feats: list[torch.Tens
 def build_speech_model(cfg: SpeechTrainConfig, lm: Transformer) -> SpeechLM:
     torch.manual_seed(cfg.seed)
     enc = ConformerEncoder(conformer_preset(cfg.encoder, utterance_norm=cfg.utterance_norm))
-    if cfg.adapter_output not in ADAPTER_OUTPUTS:
-        raise ValueError(f"speech train: adapter_output: '{cfg.adapter_output}' is not one of {ADAPTER_OUTPUTS}")
     token_vocab = lm.cfg.vocab_size if cfg.adapter_output == "tokens" else 0
     adapter = SpeechAdapter(ADAPTER_PRESETS[_adapter_name(cfg.adapter)], enc.cfg.dim, lm.cfg.dim, token_vocab)
     return SpeechLM(lm, enc, adapter)
-
-
-ADAPTER_OUTPUTS = ("embeddings", "tokens")
 
 
 def _adapter_name(name: str) -> str:
@@ -512,7 +506,8 @@ def evaluate_token_ctc(model: SpeechLM, rows: list[dict[str, Any]], feats: list[
     hyps: list[str] = []
     for s in range(0, len(rows), 32):
         x, n = pad_features(feats[s : s + 32])
-        hyps += [tok.decode(ids).strip() for ids in token_ctc_greedy(*model.adapter.token_logits(*model.encoder(x, n)))]
+        logits, lengths = model.adapter.token_logits(*model.encoder(x, n))
+        hyps += [tok.decode(ids).strip() for ids in best_path(logits, lengths, blank=logits.shape[-1] - 1)]
     return wer_with_ci([r["target"] for r in rows], hyps, seed)
 
 
